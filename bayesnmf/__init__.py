@@ -1,0 +1,35 @@
+"""bayesnmf: probabilistic, Bayesian non-negative matrix factorization.
+
+X (n_features, n_samples) ~ W (n_features, rank) @ H (rank, n_samples), with a
+likelihood for X given WH and non-negative priors on W and H, written as a
+NumPyro program and fitted by MAP multiplicative updates, variational inference
+or NUTS.
+"""
+
+from ._validation import NMFData, as_nmf_data
+from ._warnings import ConvergenceWarning
+from .likelihoods import Gaussian, Likelihood, Poisson
+from .map import fit_map
+from .model import NMFModel
+from .priors import Exponential, Flat, Gamma, HalfNormal, Prior
+from .result import NMFResult, normalize
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConvergenceWarning",
+    "Exponential",
+    "Flat",
+    "Gamma",
+    "Gaussian",
+    "HalfNormal",
+    "Likelihood",
+    "NMFData",
+    "NMFModel",
+    "NMFResult",
+    "Poisson",
+    "Prior",
+    "as_nmf_data",
+    "fit_map",
+    "normalize",
+]

@@ -1,0 +1,321 @@
+r"""Likelihoods for X given the mean :math:`\Lambda = WH`.
+
+Each likelihood is a noise model whose negative log density is a
+β-divergence plus a term free of W and H (``METHODS.md`` §1.2):
+
+========================  =====  ==============================================
+likelihood                β      loss
+========================  =====  ==============================================
+:class:`Gaussian`         2      Frobenius, :math:`\tfrac{1}{2\sigma^2}\lVert X - WH\rVert^2`
+:class:`Poisson`          1      generalised Kullback-Leibler
+========================  =====  ==============================================
+
+A likelihood provides its NumPyro distribution, its exact pointwise log
+density, and the multiplicative (majorisation-minimisation) update of H for
+its loss; the W update is the H update of the transposed problem.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import jax.numpy as jnp
+import numpyro
+import numpyro.distributions as dist
+from jax.scipy.special import gammaln, xlogy
+from numpyro.distributions import constraints
+
+from ._validation import check_positive
+
+__all__ = ["Likelihood", "Gaussian", "Poisson", "likelihood_from_dict"]
+
+
+def _guard(dtype):
+    """Floor for the model mean before division or log: sqrt(tiny) of the dtype.
+
+    It is far below any mean a fit produces, so a zero mean under an observed
+    count costs ``-x log(guard)``, a large loss, and never looks attractive.
+    """
+    return math.sqrt(float(jnp.finfo(dtype).tiny))
+
+
+@dataclass(frozen=True)
+class Likelihood:
+    """Base class for the noise model of X given ``WH``."""
+
+    kind = "likelihood"
+    beta = None
+
+    # -- NumPyro -------------------------------------------------------------
+    def sample_params(self) -> dict:
+        """Sample the likelihood's own parameters inside a NumPyro model."""
+        return {}
+
+    def distribution(self, WH, params: dict):
+        """NumPyro distribution of every entry of X given the mean ``WH``."""
+        raise NotImplementedError
+
+    # -- densities -----------------------------------------------------------
+    def log_prob(self, X, WH, params: dict):
+        """Exact pointwise log density of X, of the same shape as X."""
+        raise NotImplementedError
+
+    def data_constant(self, X, mask, params: dict):
+        """The part of ``-log p(X | WH)`` that does not depend on W or H."""
+        raise NotImplementedError
+
+    def loss(self, X, mask, W, H, params: dict, cache=None):
+        """``-log p(X | WH) - data_constant``: the divergence, >= 0."""
+        raise NotImplementedError
+
+    def params_neg_log_prior(self, params: dict):
+        """``-log p(params)`` for the likelihood's own estimated parameters."""
+        return 0.0
+
+    # -- MAP -----------------------------------------------------------------
+    def init_params(self, X, mask, W, H) -> dict:
+        return {}
+
+    def update_params(self, X, mask, W, H, params: dict, cache) -> dict:
+        return params
+
+    def init_cache(self, X, mask, W, H) -> dict:
+        """Quantities carried between sweeps (same structure after each sweep)."""
+        return {}
+
+    def sweep(self, X, mask, W, H, params, prior_W, prior_H, cache):
+        """One multiplicative sweep over H then W; returns ``(W, H, cache)``."""
+        raise NotImplementedError
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, **asdict(self)}
+
+    def describe(self) -> str:
+        args = ", ".join(f"{k}={v}" for k, v in asdict(self).items() if v is not None)
+        return f"{self.kind}({args})"
+
+
+@dataclass(frozen=True)
+class Gaussian(Likelihood):
+    r"""Gaussian noise: :math:`x_{ij} \sim \mathcal N((WH)_{ij}, \sigma^2)`.
+
+    The MAP objective is the Frobenius loss divided by :math:`2\sigma^2`, plus
+    the priors.
+
+    Parameters
+    ----------
+    noise_scale : float or None, default 1.0
+        :math:`\sigma`. A number fixes it. ``None`` estimates the noise
+        variance :math:`\sigma^2` with the factors: by maximum likelihood, or
+        under an inverse-gamma prior when ``noise_var_shape`` and
+        ``noise_var_rate`` are given.
+    noise_var_shape, noise_var_rate : float, optional
+        Shape :math:`a_0` and rate :math:`b_0` of the inverse-gamma prior on
+        :math:`\sigma^2` (used only when ``noise_scale`` is None). Its MAP
+        update is :math:`(b_0 + \mathrm{RSS}/2) / (a_0 + |\Omega|/2 + 1)`.
+    """
+
+    noise_scale: float | None = 1.0
+    noise_var_shape: float | None = None
+    noise_var_rate: float | None = None
+    kind = "gaussian"
+    beta = 2.0
+
+    def __post_init__(self):
+        if self.noise_scale is not None:
+            object.__setattr__(
+                self, "noise_scale", check_positive(self.noise_scale, "noise_scale")
+            )
+        given = (self.noise_var_shape is not None, self.noise_var_rate is not None)
+        if any(given) and not all(given):
+            raise ValueError(
+                "noise_var_shape, noise_var_rate: give both (an inverse-gamma prior "
+                "on the noise variance) or neither."
+            )
+        if all(given):
+            if self.noise_scale is not None:
+                raise ValueError(
+                    "noise_scale: a prior on the noise variance needs "
+                    "noise_scale=None (estimated), got a fixed "
+                    f"noise_scale={self.noise_scale:g}."
+                )
+            for name in ("noise_var_shape", "noise_var_rate"):
+                object.__setattr__(self, name, check_positive(getattr(self, name), name))
+
+    @property
+    def estimates_noise(self) -> bool:
+        return self.noise_scale is None
+
+    @property
+    def has_noise_prior(self) -> bool:
+        return self.noise_var_shape is not None
+
+    def _noise_prior(self):
+        if self.has_noise_prior:
+            return dist.InverseGamma(self.noise_var_shape, self.noise_var_rate)
+        return dist.ImproperUniform(constraints.positive, (), ())
+
+    def sample_params(self) -> dict:
+        if not self.estimates_noise:
+            return {}
+        return {"noise_var": numpyro.sample("noise_var", self._noise_prior())}
+
+    def _var(self, params):
+        return params["noise_var"] if self.estimates_noise else self.noise_scale**2
+
+    def distribution(self, WH, params):
+        return dist.Normal(WH, jnp.sqrt(self._var(params)))
+
+    def log_prob(self, X, WH, params):
+        var = self._var(params)
+        return -0.5 * (X - WH) ** 2 / var - 0.5 * jnp.log(2 * jnp.pi * var)
+
+    def _n_obs(self, X, mask):
+        return X.size if mask is None else jnp.sum(mask)
+
+    def data_constant(self, X, mask, params):
+        return 0.5 * self._n_obs(X, mask) * jnp.log(2 * jnp.pi * self._var(params))
+
+    def rss(self, X, mask, W, H, cache=None):
+        """Residual sum of squares over the observed entries."""
+        if cache is not None and "rss" in cache:
+            return cache["rss"]
+        R = X - W @ H
+        if mask is not None:
+            R = R * mask
+        return jnp.sum(R * R)
+
+    def loss(self, X, mask, W, H, params, cache=None):
+        return 0.5 * self.rss(X, mask, W, H, cache) / self._var(params)
+
+    def params_neg_log_prior(self, params):
+        if not (self.estimates_noise and self.has_noise_prior):
+            return 0.0
+        return -self._noise_prior().log_prob(params["noise_var"])
+
+    def init_params(self, X, mask, W, H):
+        if not self.estimates_noise:
+            return {}
+        var = self.rss(X, mask, W, H) / self._n_obs(X, mask)
+        return {"noise_var": jnp.maximum(var, jnp.finfo(X.dtype).tiny)}
+
+    def update_params(self, X, mask, W, H, params, cache):
+        if not self.estimates_noise:
+            return params
+        rss = self.rss(X, mask, W, H, cache)
+        n_obs = self._n_obs(X, mask)
+        if self.has_noise_prior:
+            var = (self.noise_var_rate + 0.5 * rss) / (
+                self.noise_var_shape + 0.5 * n_obs + 1.0
+            )
+        else:
+            var = rss / n_obs
+        return {"noise_var": jnp.maximum(var, jnp.finfo(X.dtype).tiny)}
+
+    def sweep(self, X, mask, W, H, params, prior_W, prior_H, cache):
+        """One multiplicative sweep: H, then W (``METHODS.md`` §2.2)."""
+        var = self._var(params)
+        WtX = W.T @ X
+        if mask is None:
+            WtWH = (W.T @ W) @ H
+        else:
+            WtWH = W.T @ (mask * (W @ H))
+        H = prior_H.solve_quadratic(H * WtX, WtWH, H, var)
+
+        XHt = X @ H.T
+        if mask is None:
+            HHt = H @ H.T
+            WHHt = W @ HHt
+        else:
+            WHHt = (mask * (W @ H)) @ H.T
+        W = prior_W.solve_quadratic(W * XHt, WHHt, W, var)
+
+        if mask is None:
+            # ||X - WH||^2 from products already at hand: O((m + n) r^2).
+            rss = cache["XtX"] - 2.0 * jnp.sum(W * XHt) + jnp.sum((W.T @ W) * HHt)
+            cache = {**cache, "rss": jnp.maximum(rss, 0.0)}
+        return W, H, cache
+
+    def init_cache(self, X, mask, W, H) -> dict:
+        """Quantities carried between sweeps (same structure after each sweep)."""
+        if mask is not None:
+            return {}
+        return {"XtX": jnp.sum(X * X), "rss": self.rss(X, mask, W, H)}
+
+
+@dataclass(frozen=True)
+class Poisson(Likelihood):
+    r"""Poisson noise: :math:`x_{ij} \sim \mathrm{Poisson}((WH)_{ij})`.
+
+    The MAP objective is the generalised Kullback-Leibler divergence
+    :math:`\sum x \log(x / \lambda) - x + \lambda` plus the priors; counts need
+    not be integers for MAP (the divergence is defined for any x >= 0).
+    """
+
+    kind = "poisson"
+    beta = 1.0
+
+    def distribution(self, WH, params):
+        return dist.Poisson(WH)
+
+    def log_prob(self, X, WH, params):
+        return xlogy(X, WH) - WH - gammaln(X + 1.0)
+
+    def data_constant(self, X, mask, params):
+        c = gammaln(X + 1.0) - xlogy(X, X) + X
+        return jnp.sum(c if mask is None else c * mask)
+
+    def loss(self, X, mask, W, H, params, cache=None):
+        WH = cache["WH"] if cache is not None and "WH" in cache else W @ H
+        guarded = jnp.maximum(WH, _guard(WH.dtype))
+        d = xlogy(X, X) - xlogy(X, guarded) - X + WH
+        return jnp.sum(d if mask is None else d * mask)
+
+    def sweep(self, X, mask, W, H, params, prior_W, prior_H, cache):
+        """One multiplicative sweep: H, then W (``METHODS.md`` §2.2)."""
+        eps = _guard(X.dtype)
+        WH = cache["WH"]
+
+        Q = X / jnp.maximum(WH, eps)  # masked entries of X are 0
+        S = jnp.sum(W, axis=0)[:, None] if mask is None else W.T @ mask
+        H = prior_H.solve_log(H * (W.T @ Q), S, H)
+
+        Q = X / jnp.maximum(W @ H, eps)
+        S = jnp.sum(H, axis=1)[None, :] if mask is None else mask @ H.T
+        W = prior_W.solve_log(W * (Q @ H.T), S, W)
+        return W, H, {**cache, "WH": W @ H}
+
+    def init_cache(self, X, mask, W, H) -> dict:
+        """Quantities carried between sweeps (same structure after each sweep)."""
+        return {"WH": W @ H}
+
+
+_KINDS = {cls.kind: cls for cls in (Gaussian, Poisson)}
+
+
+def likelihood_from_dict(spec: dict) -> Likelihood:
+    """Rebuild a likelihood saved with :meth:`Likelihood.to_dict`."""
+    spec = dict(spec)
+    kind = spec.pop("kind")
+    if kind not in _KINDS:
+        raise ValueError(
+            f"likelihood kind: expected one of {sorted(_KINDS)}, got {kind!r}."
+        )
+    return _KINDS[kind](**spec)
+
+
+def parse_likelihood(text: str) -> Likelihood:
+    """Parse a command-line name: ``poisson``/``kl`` or ``gaussian``/``frobenius``.
+
+    ``gaussian:0.5`` fixes the noise scale; ``gaussian`` alone estimates it.
+    """
+    name, _, arg = text.partition(":")
+    name = name.strip().lower()
+    if name in ("poisson", "kl"):
+        return Poisson()
+    if name in ("gaussian", "normal", "frobenius", "euclidean"):
+        return Gaussian(noise_scale=float(arg) if arg else None)
+    raise ValueError(
+        f"likelihood: expected 'poisson' (KL) or 'gaussian' (Frobenius), got {text!r}."
+    )
