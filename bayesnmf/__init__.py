@@ -8,15 +8,25 @@ or NUTS.
 
 from ._validation import NMFData, as_nmf_data
 from ._warnings import ConvergenceWarning
-from .likelihoods import Gaussian, Likelihood, Poisson
+from .likelihoods import (
+    GammaLikelihood,
+    Gaussian,
+    Likelihood,
+    NegativeBinomial,
+    Poisson,
+)
 from .map import fit_map
 from .model import NMFModel
-from .priors import Exponential, Flat, Gamma, HalfNormal, Prior
+from .priors import ARD, Exponential, Flat, Gamma, HalfNormal, Prior, ard_defaults
 from .result import NMFResult, normalize
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ARD",
+    "GammaLikelihood",
+    "NegativeBinomial",
+    "ard_defaults",
     "ConvergenceWarning",
     "Exponential",
     "Flat",

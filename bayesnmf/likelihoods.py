@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+import jax
 import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
@@ -28,7 +29,14 @@ from numpyro.distributions import constraints
 
 from ._validation import check_positive
 
-__all__ = ["Likelihood", "Gaussian", "Poisson", "likelihood_from_dict"]
+__all__ = [
+    "GammaLikelihood",
+    "Gaussian",
+    "Likelihood",
+    "NegativeBinomial",
+    "Poisson",
+    "likelihood_from_dict",
+]
 
 
 def _guard(dtype):
@@ -76,6 +84,9 @@ class Likelihood:
     # -- MAP -----------------------------------------------------------------
     def init_params(self, X, mask, W, H) -> dict:
         return {}
+
+    def check_data(self, X, mask) -> None:
+        """Raise if X lies outside the likelihood's support."""
 
     def update_params(self, X, mask, W, H, params: dict, cache) -> dict:
         return params
@@ -211,7 +222,7 @@ class Gaussian(Likelihood):
             )
         else:
             var = rss / n_obs
-        return {"noise_var": jnp.maximum(var, jnp.finfo(X.dtype).tiny)}
+        return {**params, "noise_var": jnp.maximum(var, jnp.finfo(X.dtype).tiny)}
 
     def sweep(self, X, mask, W, H, params, prior_W, prior_H, cache):
         """One multiplicative sweep: H, then W (``METHODS.md`` §2.2)."""
@@ -291,7 +302,299 @@ class Poisson(Likelihood):
         return {"WH": W @ H}
 
 
-_KINDS = {cls.kind: cls for cls in (Gaussian, Poisson)}
+def _newton_log_scalar(neg_obj, value, n_steps: int = 3):
+    """Minimise ``neg_obj`` over a positive scalar by Newton steps on its log.
+
+    Each step is kept only if it lowers ``neg_obj`` (so a MAP sweep stays
+    monotone); a rejected step halves the next one.
+    """
+    f = lambda t: neg_obj(jnp.exp(t))  # noqa: E731
+    grad = jax.grad(f)
+    hess = jax.grad(grad)
+
+    def step(_, carry):
+        t, damp = carry
+        g, h = grad(t), hess(t)
+        # Newton where the function is convex there, else a gradient step.
+        delta = jnp.where(h > 0, g / jnp.where(h > 0, h, 1.0), jnp.sign(g) * 0.5)
+        t_new = t - damp * jnp.clip(delta, -2.0, 2.0)
+        better = f(t_new) <= f(t)
+        return jnp.where(better, t_new, t), jnp.where(better, 1.0, 0.5 * damp)
+
+    t, _ = jax.lax.fori_loop(0, n_steps, step, (jnp.log(value), jnp.ones_like(value)))
+    return jnp.exp(t)
+
+
+def _as_prior_pair(value, name):
+    if value is None:
+        return None
+    pair = tuple(float(v) for v in value)
+    if len(pair) != 2:
+        raise ValueError(f"{name}: expected (shape, rate) of a gamma prior, got {value!r}.")
+    return (check_positive(pair[0], f"{name}[0]"), check_positive(pair[1], f"{name}[1]"))
+
+
+@dataclass(frozen=True)
+class NegativeBinomial(Likelihood):
+    r"""Negative binomial noise for overdispersed counts.
+
+    :math:`x_{ij} \sim \mathrm{NB}(\text{mean } \mu_{ij} = (WH)_{ij},
+    \text{concentration } r)`, with :math:`\mathrm{Var}\,x = \mu + \mu^2 / r`;
+    :math:`r \to \infty` gives the Poisson model. The loss is Gouvert, Oberlin
+    and Févotte's (2020) divergence
+    :math:`d(x \mid \mu) = x \log\frac{x}{\mu} - (x + r)\log\frac{x + r}{\mu + r}`.
+
+    Parameters
+    ----------
+    concentration : float or None, default None
+        :math:`r`. A number fixes it; ``None`` estimates it with the factors (a
+        safeguarded Newton step on :math:`\log r` after every sweep).
+    concentration_prior : (float, float), optional
+        ``(shape, rate)`` of a gamma prior on :math:`r` when it is estimated
+        (needed by VI and NUTS); without it the prior is flat.
+    """
+
+    concentration: float | None = None
+    concentration_prior: tuple | None = None
+    kind = "negbinomial"
+
+    def __post_init__(self):
+        if self.concentration is not None:
+            object.__setattr__(self, "concentration",
+                               check_positive(self.concentration, "concentration"))
+            if self.concentration_prior is not None:
+                raise ValueError(
+                    "concentration_prior: a prior needs concentration=None "
+                    f"(estimated), got a fixed concentration={self.concentration:g}."
+                )
+        object.__setattr__(self, "concentration_prior", _as_prior_pair(
+            self.concentration_prior, "concentration_prior"))
+
+    @property
+    def estimates_concentration(self) -> bool:
+        return self.concentration is None
+
+    def _prior(self):
+        if self.concentration_prior is not None:
+            return dist.Gamma(*self.concentration_prior)
+        return dist.ImproperUniform(constraints.positive, (), ())
+
+    def sample_params(self) -> dict:
+        if not self.estimates_concentration:
+            return {}
+        return {"concentration": numpyro.sample("concentration", self._prior())}
+
+    def _r(self, params):
+        return params["concentration"] if self.estimates_concentration else (
+            self.concentration)
+
+    def distribution(self, WH, params):
+        return dist.NegativeBinomial2(WH, self._r(params))
+
+    def log_prob(self, X, WH, params):
+        r = self._r(params)
+        return (gammaln(X + r) - gammaln(r) - gammaln(X + 1.0)
+                + xlogy(r, r) - xlogy(r + X, r + WH) + xlogy(X, WH))
+
+    def _constant(self, X, r):
+        return (gammaln(r) + gammaln(X + 1.0) - gammaln(X + r) - xlogy(X, X)
+                + xlogy(X + r, X + r) - xlogy(r, r))
+
+    def data_constant(self, X, mask, params):
+        c = self._constant(X, self._r(params))
+        return jnp.sum(c if mask is None else c * mask)
+
+    def _divergence(self, X, WH, r):
+        guarded = jnp.maximum(WH, _guard(WH.dtype))
+        return xlogy(X, X) - xlogy(X, guarded) - xlogy(X + r, X + r) + (
+            xlogy(X + r, guarded + r))
+
+    def loss(self, X, mask, W, H, params, cache=None):
+        WH = cache["WH"] if cache is not None and "WH" in cache else W @ H
+        d = self._divergence(X, WH, self._r(params))
+        return jnp.sum(d if mask is None else d * mask)
+
+    def params_neg_log_prior(self, params):
+        if not (self.estimates_concentration and self.concentration_prior):
+            return 0.0
+        return -self._prior().log_prob(params["concentration"])
+
+    def init_params(self, X, mask, W, H):
+        if not self.estimates_concentration:
+            return {}
+        # Method of moments on the residuals, clipped to a sensible range.
+        WH = W @ H
+        w = jnp.ones_like(X) if mask is None else mask
+        excess = jnp.sum(w * ((X - WH) ** 2 - WH)) / jnp.sum(w * WH * WH)
+        r = 1.0 / jnp.clip(excess, 1e-3, 1e3)
+        return {"concentration": r}
+
+    def update_params(self, X, mask, W, H, params, cache):
+        if not self.estimates_concentration:
+            return params
+        WH = cache["WH"]
+
+        def neg_obj(r):
+            p = {"concentration": r}
+            d = self._divergence(X, WH, r) + self._constant(X, r)
+            total = jnp.sum(d if mask is None else d * mask)
+            return total + self.params_neg_log_prior(p)
+
+        return {**params, "concentration": _newton_log_scalar(
+            neg_obj, params["concentration"])}
+
+    def sweep(self, X, mask, W, H, params, prior_W, prior_H, cache):
+        """One multiplicative sweep: H, then W (``METHODS.md`` §2.8)."""
+        eps = _guard(X.dtype)
+        r = self._r(params)
+        Xr = X + r if mask is None else (X + r) * mask
+
+        WH = jnp.maximum(cache["WH"], eps)
+        H = prior_H.solve_log(H * (W.T @ (X / WH)), W.T @ (Xr / (WH + r)), H)
+
+        WH = jnp.maximum(W @ H, eps)
+        W = prior_W.solve_log(W * ((X / WH) @ H.T), (Xr / (WH + r)) @ H.T, W)
+        return W, H, {**cache, "WH": W @ H}
+
+    def init_cache(self, X, mask, W, H) -> dict:
+        return {"WH": W @ H}
+
+
+@dataclass(frozen=True)
+class GammaLikelihood(Likelihood):
+    r"""Gamma (multiplicative) noise: the Itakura-Saito loss.
+
+    :math:`x_{ij} = (WH)_{ij}\,\epsilon_{ij}` with
+    :math:`\epsilon_{ij} \sim \mathrm{Gamma}(\alpha, \text{rate } \alpha)`
+    (mean 1), so :math:`-\log p = \alpha\, d_{IS}(x \mid \mu) + \text{const}`
+    with :math:`d_{IS}(x \mid \mu) = x/\mu - \log(x/\mu) - 1`. For strictly
+    positive continuous data (power spectra, intensities); ``shape = 1`` is the
+    exponential noise of the IS-NMF audio model (Févotte, Bertin and Durrieu
+    2009).
+
+    Parameters
+    ----------
+    shape : float or None, default 1.0
+        :math:`\alpha`. ``None`` estimates it (a Newton step on
+        :math:`\log\alpha` after every sweep).
+    shape_prior : (float, float), optional
+        ``(shape, rate)`` of a gamma prior on :math:`\alpha` when estimated.
+    """
+
+    shape: float | None = 1.0
+    shape_prior: tuple | None = None
+    kind = "gamma"
+    beta = 0.0
+
+    def __post_init__(self):
+        if self.shape is not None:
+            object.__setattr__(self, "shape", check_positive(self.shape, "shape"))
+            if self.shape_prior is not None:
+                raise ValueError(
+                    "shape_prior: a prior needs shape=None (estimated), got a "
+                    f"fixed shape={self.shape:g}."
+                )
+        object.__setattr__(self, "shape_prior",
+                           _as_prior_pair(self.shape_prior, "shape_prior"))
+
+    @property
+    def estimates_shape(self) -> bool:
+        return self.shape is None
+
+    def check_data(self, X, mask) -> None:
+        observed = X if mask is None else X[mask > 0]
+        if (observed <= 0).any():
+            raise ValueError(
+                "X: the gamma (Itakura-Saito) likelihood needs strictly positive "
+                f"observed entries; found {int((observed <= 0).sum())} zeros. Add "
+                "a small constant, mask the zeros, or use a count likelihood."
+            )
+
+    def _prior(self):
+        if self.shape_prior is not None:
+            return dist.Gamma(*self.shape_prior)
+        return dist.ImproperUniform(constraints.positive, (), ())
+
+    def sample_params(self) -> dict:
+        if not self.estimates_shape:
+            return {}
+        return {"noise_shape": numpyro.sample("noise_shape", self._prior())}
+
+    def _alpha(self, params):
+        return params["noise_shape"] if self.estimates_shape else self.shape
+
+    def distribution(self, WH, params):
+        a = self._alpha(params)
+        return dist.Gamma(a, a / WH)
+
+    def log_prob(self, X, WH, params):
+        a = self._alpha(params)
+        return (xlogy(a, a) - xlogy(a, WH) + xlogy(a - 1.0, X) - a * X / WH
+                - gammaln(a))
+
+    def _constant(self, X, a):
+        return jnp.log(X) + a - xlogy(a, a) + gammaln(a)
+
+    def data_constant(self, X, mask, params):
+        c = self._constant(jnp.where(X > 0, X, 1.0), self._alpha(params))
+        return jnp.sum(c if mask is None else c * mask)
+
+    def _divergence(self, X, WH):
+        ratio = jnp.where(X > 0, X, 1.0) / jnp.maximum(WH, _guard(WH.dtype))
+        return ratio - jnp.log(ratio) - 1.0
+
+    def loss(self, X, mask, W, H, params, cache=None):
+        WH = cache["WH"] if cache is not None and "WH" in cache else W @ H
+        d = self._alpha(params) * self._divergence(X, WH)
+        return jnp.sum(d if mask is None else d * mask)
+
+    def params_neg_log_prior(self, params):
+        if not (self.estimates_shape and self.shape_prior):
+            return 0.0
+        return -self._prior().log_prob(params["noise_shape"])
+
+    def init_params(self, X, mask, W, H):
+        return {"noise_shape": jnp.ones((), X.dtype)} if self.estimates_shape else {}
+
+    def update_params(self, X, mask, W, H, params, cache):
+        if not self.estimates_shape:
+            return params
+        d = self._divergence(X, cache["WH"])
+        D = jnp.sum(d if mask is None else d * mask)
+        n_obs = X.size if mask is None else jnp.sum(mask)
+        Xc = jnp.where(X > 0, X, 1.0)
+        logx = jnp.sum(jnp.log(Xc) if mask is None else jnp.log(Xc) * mask)
+
+        def neg_obj(a):
+            # -log p(X | WH, a) - log p(a), as a function of a alone.
+            per_obs = a - xlogy(a, a) + gammaln(a)
+            return a * D + n_obs * per_obs + logx + self.params_neg_log_prior(
+                {"noise_shape": a})
+
+        return {**params, "noise_shape": _newton_log_scalar(
+            neg_obj, params["noise_shape"], n_steps=4)}
+
+    def sweep(self, X, mask, W, H, params, prior_W, prior_H, cache):
+        """One MM sweep with exponent 1/2 (``METHODS.md`` §2.1, β = 0)."""
+        eps = _guard(X.dtype)
+        phi = 1.0 / self._alpha(params)
+        Xm = X if mask is None else X * mask
+        ones = 1.0 if mask is None else mask
+
+        WH = jnp.maximum(cache["WH"], eps)
+        H = prior_H.solve_reciprocal(W.T @ (Xm / WH**2), W.T @ (ones / WH), H, phi)
+
+        WH = jnp.maximum(W @ H, eps)
+        W = prior_W.solve_reciprocal((Xm / WH**2) @ H.T, (ones / WH) @ H.T, W, phi)
+        return W, H, {**cache, "WH": W @ H}
+
+    def init_cache(self, X, mask, W, H) -> dict:
+        return {"WH": W @ H}
+
+
+_KINDS = {cls.kind: cls for cls in (Gaussian, Poisson, NegativeBinomial,
+                                     GammaLikelihood)}
+
 
 
 def likelihood_from_dict(spec: dict) -> Likelihood:
@@ -306,9 +609,12 @@ def likelihood_from_dict(spec: dict) -> Likelihood:
 
 
 def parse_likelihood(text: str) -> Likelihood:
-    """Parse a command-line name: ``poisson``/``kl`` or ``gaussian``/``frobenius``.
+    """Parse a command-line name such as ``poisson`` or ``gaussian:0.5``.
 
-    ``gaussian:0.5`` fixes the noise scale; ``gaussian`` alone estimates it.
+    Names: ``poisson`` (``kl``), ``gaussian`` (``frobenius``), ``negbinomial``
+    (``nb``), ``gamma`` (``is``). A number after a colon fixes the noise
+    parameter (Gaussian scale, NB concentration, gamma shape); without it the
+    parameter is estimated.
     """
     name, _, arg = text.partition(":")
     name = name.strip().lower()
@@ -316,6 +622,11 @@ def parse_likelihood(text: str) -> Likelihood:
         return Poisson()
     if name in ("gaussian", "normal", "frobenius", "euclidean"):
         return Gaussian(noise_scale=float(arg) if arg else None)
+    if name in ("negbinomial", "negative-binomial", "nb", "negbin"):
+        return NegativeBinomial(concentration=float(arg) if arg else None)
+    if name in ("gamma", "is", "itakura-saito"):
+        return GammaLikelihood(shape=float(arg) if arg else None)
     raise ValueError(
-        f"likelihood: expected 'poisson' (KL) or 'gaussian' (Frobenius), got {text!r}."
+        "likelihood: expected 'poisson' (KL), 'gaussian' (Frobenius), "
+        f"'negbinomial' or 'gamma' (Itakura-Saito), got {text!r}."
     )

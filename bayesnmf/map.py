@@ -95,18 +95,10 @@ def _kernels(model: NMFModel, masked: bool, n_trace: int, check_every: int):
     own cache, so a kernel compiles once per model, shape and dtype.
     """
     lik, prior_W, prior_H = model.likelihood, model.prior_W, model.prior_H
-
-    def objective(X, mask, W, H, params, cache):
-        return (
-            lik.loss(X, mask, W, H, params, cache)
-            + lik.data_constant(X, mask, params)
-            + lik.params_neg_log_prior(params)
-            + prior_W.neg_log_density(W)
-            + prior_H.neg_log_density(H)
-        )
+    objective = model.neg_log_joint
 
     def start(X, mask, W, H):
-        params = lik.init_params(X, mask, W, H)
+        params = {**lik.init_params(X, mask, W, H), **model.init_prior_params(W, H)}
         cache = lik.init_cache(X, mask, W, H)
         obj = objective(X, mask, W, H, params, cache)
         trace = jnp.full((n_trace,), jnp.nan, X.dtype).at[0].set(obj)
@@ -117,8 +109,10 @@ def _kernels(model: NMFModel, masked: bool, n_trace: int, check_every: int):
     def run_one(X, mask, state, iter_limit, tol):
         def sweep(_, s):
             W, H, params, cache = s
-            W, H, cache = lik.sweep(X, mask, W, H, params, prior_W, prior_H, cache)
+            pW, pH = prior_W.bind(params, "W"), prior_H.bind(params, "H")
+            W, H, cache = lik.sweep(X, mask, W, H, params, pW, pH, cache)
             params = lik.update_params(X, mask, W, H, params, cache)
+            params = model.update_prior_params(W, H, params)
             return W, H, params, cache
 
         def cond(s):
@@ -138,35 +132,30 @@ def _kernels(model: NMFModel, masked: bool, n_trace: int, check_every: int):
 
         return jax.lax.while_loop(cond, body, state)
 
-    in_axes_data = (None, None)
+    def start_all(X, mask, W, H):
+        return jax.vmap(start, in_axes=(None, None, 0, 0))(X, mask, W, H)
 
-    @jax.jit
-    def init_random(X, mask, keys):
-        def one(key):
-            W, H = random_init(key, X, mask, model.rank)
-            return start(X, mask, W, H)
-
-        return jax.vmap(one)(keys)
-
-    @jax.jit
-    def init_given(X, mask, W, H):
-        return jax.vmap(start, in_axes=(*in_axes_data, 0, 0))(X, mask, W, H)
-
-    @jax.jit
-    def init_filled(X, mask, W, H, keys):
-        def one(key):
-            W1, H1 = nndsvdar_fill(key, W, H, X)
-            return start(X, mask, W1, H1)
-
-        return jax.vmap(one)(keys)
-
-    @jax.jit
-    def run(X, mask, state, iter_limit, tol):
+    def run_all(X, mask, state, iter_limit, tol):
         return jax.vmap(run_one, in_axes=(None, None, 0, None, None))(
             X, mask, state, iter_limit, tol
         )
 
-    return init_random, init_given, init_filled, run
+    @jax.jit
+    def fit(X, mask, W, H, iter_limit, tol):
+        return run_all(X, mask, start_all(X, mask, W, H), iter_limit, tol)
+
+    # For progress bars: the same loop, resumable in chunks.
+    return fit, jax.jit(start_all), jax.jit(run_all)
+
+
+@functools.partial(jax.jit, static_argnames="rank")
+def _random_starts(X, mask, keys, rank):
+    return jax.vmap(lambda key: random_init(key, X, mask, rank))(keys)
+
+
+@jax.jit
+def _filled_starts(X, W, H, keys):
+    return jax.vmap(lambda key: nndsvdar_fill(key, W, H, X))(keys)
 
 
 def _restart_keys(seed: int, n_restarts: int):
@@ -286,6 +275,7 @@ def fit_map(
             f"init: expected one of {(*INITS, 'custom')}, got {init!r}."
         )
     check_rank(model.rank, data.shape, init=init)
+    model.likelihood.check_data(data.X, data.mask)
     model.prior_W.check_map()
     model.prior_H.check_map()
     n_restarts = check_positive_int(n_restarts, "n_restarts")
@@ -308,28 +298,26 @@ def fit_map(
 
     n_trace = -(-max_iter // check_every) + 1
     masked = data.mask is not None
-    init_random, init_given, init_filled, run = _kernels(
-        model, masked, n_trace, check_every
-    )
+    kernels = _kernels(model, masked, n_trace, check_every)
 
     with precision_scope(dtype):
         Xj = jnp.asarray(data.X, dtype=dtype)
         Mj = jnp.asarray(data.mask, dtype=dtype) if masked else None
         if init == "random":
-            state = init_random(Xj, Mj, _restart_keys(seed, n_restarts))
+            W0, H0 = _random_starts(Xj, Mj, _restart_keys(seed, n_restarts),
+                                    model.rank)
         elif init == "custom":
-            state = init_given(Xj, Mj, jnp.asarray(W0, dtype), jnp.asarray(H0, dtype))
+            W0, H0 = jnp.asarray(W0, dtype), jnp.asarray(H0, dtype)
         else:
-            Ws, Hs = nndsvd(data.X, model.rank, fill=None if init != "nndsvda" else "mean")
+            Ws, Hs = nndsvd(data.X, model.rank,
+                            fill=None if init != "nndsvda" else "mean")
+            Ws, Hs = jnp.asarray(Ws, dtype), jnp.asarray(Hs, dtype)
             if init == "nndsvdar":
-                state = init_filled(Xj, Mj, jnp.asarray(Ws, dtype),
-                                    jnp.asarray(Hs, dtype),
-                                    _restart_keys(seed, n_restarts))
+                W0, H0 = _filled_starts(Xj, Ws, Hs, _restart_keys(seed, n_restarts))
             else:
-                state = init_given(Xj, Mj, jnp.asarray(Ws, dtype)[None],
-                                   jnp.asarray(Hs, dtype)[None])
+                W0, H0 = Ws[None], Hs[None]
         tol_j = jnp.asarray(tol, dtype)
-        state = _run(run, Xj, Mj, state, max_iter, tol_j, progress)
+        state = _run(kernels, Xj, Mj, W0, H0, max_iter, tol_j, progress)
         state = jax.tree.map(np.asarray, state)
 
     result = _to_result(data, model, state, check_every, settings={
@@ -348,21 +336,22 @@ def fit_map(
     return result
 
 
-def _run(run, X, mask, state, max_iter, tol, progress):
+def _run(kernels, X, mask, W0, H0, max_iter, tol, progress):
+    fit, start, run = kernels
     if not progress or os.environ.get("CI"):
-        return run(X, mask, state, max_iter, tol)
+        return fit(X, mask, W0, H0, max_iter, tol)
     from tqdm.auto import tqdm
 
+    state = start(X, mask, W0, H0)
     chunk = max(10, max_iter // 50)
     with tqdm(total=max_iter, desc="MAP sweeps", unit="sweep", leave=False) as bar:
         done = 0
         while done < max_iter:
             limit = min(max_iter, done + chunk)
             state = run(X, mask, state, limit, tol)
-            active = ~np.asarray(state.converged)
             bar.update(limit - done)
             done = limit
-            if not active.any():
+            if np.asarray(state.converged).all():
                 break
             bar.set_postfix(objective=f"{float(np.min(state.objective)):.6g}")
     return state
@@ -373,7 +362,9 @@ def _to_result(data: NMFData, model, state: MAPState, check_every, settings):
     best = int(np.nanargmin(obj))
     n_checks = int(state.n_checks[best])
     iters = np.minimum(np.arange(n_checks + 1) * check_every, state.n_iter[best])
-    params = {k: float(v[best]) for k, v in state.params.items()}
+    params = {k: float(v[best]) for k, v in state.params.items() if v.ndim == 1}
+    extra = {k: v[best].astype(np.float64) for k, v in state.params.items()
+             if v.ndim > 1}
     restarts = {
         "W_raw": state.W.astype(np.float64),
         "H_raw": state.H.astype(np.float64),
@@ -400,4 +391,5 @@ def _to_result(data: NMFData, model, state: MAPState, check_every, settings):
         restarts=restarts,
         best_restart=best,
         settings=settings,
+        extra=extra,
     )

@@ -19,7 +19,7 @@ import numpyro
 
 from ._validation import check_rank
 from .likelihoods import Likelihood, Poisson, likelihood_from_dict
-from .priors import Flat, Prior, prior_from_dict
+from .priors import ARD, Flat, Prior, prior_from_dict
 
 __all__ = ["NMFModel", "PLATE_DIMS"]
 
@@ -70,6 +70,18 @@ class NMFModel:
                     f"{name}: expected a bayesnmf prior such as Exponential(1.0), "
                     f"got {getattr(self, name)!r}."
                 )
+        ard = [isinstance(p, ARD) for p in (self.prior_W, self.prior_H)]
+        if any(ard) and self.prior_W != self.prior_H:
+            raise ValueError(
+                "prior_W, prior_H: an ARD prior shares one relevance per component "
+                "between W and H; give the same ARD(...) as both, got "
+                f"{self.prior_W.describe()} and {self.prior_H.describe()}."
+            )
+
+    @property
+    def ard(self) -> ARD | None:
+        """The ARD prior when the model has one."""
+        return self.prior_W if isinstance(self.prior_W, ARD) else None
 
     def with_rank(self, rank: int) -> "NMFModel":
         return replace(self, rank=rank)
@@ -79,7 +91,14 @@ class NMFModel:
         """Whether both priors are proper (needed by VI and NUTS)."""
         return self.prior_W.proper and self.prior_H.proper
 
-    def __call__(self, X=None, mask=None, *, shape: tuple[int, int] | None = None):
+    def __call__(
+        self,
+        X=None,
+        mask=None,
+        *,
+        shape: tuple[int, int] | None = None,
+        subsample_size: int | None = None,
+    ):
         """The NumPyro program.
 
         Parameters
@@ -90,35 +109,73 @@ class NMFModel:
             1 where X is observed. Unobserved entries do not enter the density.
         shape : tuple of int, optional
             ``(n_features, n_samples)`` when X is None.
+        subsample_size : int, optional
+            Minibatch of columns for stochastic VI: the ``observation`` plate
+            draws this many columns and scales their log density by
+            ``n_samples / subsample_size``.
+
+        Notes
+        -----
+        Sites: ``W`` (plates ``feature`` x ``component``), ``H`` (plates
+        ``component_h`` x ``observation``), ``X`` (``feature`` x
+        ``observation``), and the likelihood's own parameters (for example
+        ``noise_var``).
         """
         m, n = X.shape if X is not None else shape
         r = self.rank
         params = self.likelihood.sample_params()
+        ard = self.ard
+        if ard is not None:
+            with numpyro.plate("component", r, dim=-1):
+                relevance = numpyro.sample("relevance", ard.relevance_distribution())
+            prior_W = ard.distribution_given(relevance)
+            prior_H = ard.distribution_given(relevance[:, None])
+        else:
+            prior_W = self.prior_W.distribution()
+            prior_H = self.prior_H.distribution()
         with numpyro.plate("feature", m, dim=-2), numpyro.plate("component", r, dim=-1):
-            W = numpyro.sample("W", self.prior_W.distribution())
+            W = numpyro.sample("W", prior_W)
         with numpyro.plate("component_h", r, dim=-2), numpyro.plate(
-            "observation", n, dim=-1
-        ):
-            H = numpyro.sample("H", self.prior_H.distribution())
+            "observation", n, subsample_size=subsample_size, dim=-1
+        ) as idx:
+            H = numpyro.sample("H", prior_H)
         WH = W @ H
         with numpyro.plate("feature", m, dim=-2), numpyro.plate(
-            "observation", n, dim=-1
-        ):
+            "observation", n, subsample_size=subsample_size, dim=-1
+        ) as idx:
             d = self.likelihood.distribution(WH, params)
             if mask is not None:
-                d = d.mask(mask > 0)
-            numpyro.sample("X", d, obs=X)
+                d = d.mask(mask[:, idx] > 0 if subsample_size else mask > 0)
+            obs = None if X is None else (X[:, idx] if subsample_size else X)
+            numpyro.sample("X", d, obs=obs)
 
-    def neg_log_joint(self, X, mask, W, H, params=None):
+    def neg_log_prior(self, W, H, params: dict):
+        """``-log p(W, H)`` (and of the relevances under ARD), constants included."""
+        if self.ard is not None:
+            return self.ard.neg_log_density_joint(W, H, params["relevance"])
+        return self.prior_W.neg_log_density(W) + self.prior_H.neg_log_density(H)
+
+    def init_prior_params(self, W, H) -> dict:
+        """Estimated prior hyperparameters at the start of a MAP fit."""
+        if self.ard is None:
+            return {}
+        return {"relevance": self.ard.update_relevance(W, H)}
+
+    def update_prior_params(self, W, H, params: dict) -> dict:
+        """Exact MAP update of the prior's own parameters (ARD relevances)."""
+        if self.ard is None:
+            return params
+        return {**params, "relevance": self.ard.update_relevance(W, H)}
+
+    def neg_log_joint(self, X, mask, W, H, params=None, cache=None):
         """``-log p(X, W, H, params)`` of the program, constants included."""
         params = params or {}
         lik = self.likelihood
         return (
-            lik.loss(X, mask, W, H, params)
+            lik.loss(X, mask, W, H, params, cache)
             + lik.data_constant(X, mask, params)
             + lik.params_neg_log_prior(params)
-            + self.prior_W.neg_log_density(W)
-            + self.prior_H.neg_log_density(H)
+            + self.neg_log_prior(W, H, params)
         )
 
     def to_dict(self) -> dict:
