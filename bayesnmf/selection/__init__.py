@@ -1,7 +1,8 @@
-"""Model and rank selection: stability of restarts.
+"""Model and rank selection: evidence and stability.
 
-Consensus clustering of samples (cophenetic correlation, dispersion, PAC) and the
-silhouette stability of signatures across restarts.
+:func:`rank_survey` fits a list of ranks and reports held-out evidence, the
+variational bound, consensus clustering of samples (cophenetic correlation,
+dispersion, PAC) and the silhouette stability of components across restarts.
 """
 
 from bayesnmf.selection._consensus import (
@@ -16,7 +17,18 @@ from bayesnmf.selection._consensus import (
     silhouette_stability,
 )
 
+from bayesnmf.selection._survey import (
+    RankSurvey,
+    entry_folds,
+    heldout_log_density,
+    rank_survey,
+)
+
 __all__ = [
+    "RankSurvey",
+    "entry_folds",
+    "heldout_log_density",
+    "rank_survey",
     "SilhouetteStability",
     "connectivity",
     "consensus_clusters",
