@@ -6,6 +6,7 @@ NumPyro program and fitted by MAP multiplicative updates, variational inference
 or NUTS.
 """
 
+from ._api import fit
 from ._validation import NMFData, as_nmf_data
 from ._warnings import ConvergenceWarning
 from .likelihoods import (
@@ -19,6 +20,7 @@ from .map import fit_map
 from .model import NMFModel
 from .priors import ARD, Exponential, Flat, Gamma, HalfNormal, Prior, ard_defaults
 from .result import NMFResult, normalize
+from .vi import fit_vi_gaussian, fit_vi_poisson
 
 __version__ = "0.1.0"
 
@@ -40,6 +42,9 @@ __all__ = [
     "Poisson",
     "Prior",
     "as_nmf_data",
+    "fit",
     "fit_map",
+    "fit_vi_gaussian",
+    "fit_vi_poisson",
     "normalize",
 ]

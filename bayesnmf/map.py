@@ -45,6 +45,7 @@ from ._validation import (
 )
 from ._warnings import ConvergenceWarning
 from .model import NMFModel
+from .priors import Frozen
 from .result import NMFResult
 
 __all__ = ["fit_map", "MAPState"]
@@ -88,7 +89,8 @@ class MAPState(NamedTuple):
 
 
 @functools.lru_cache(maxsize=64)
-def _kernels(model: NMFModel, masked: bool, n_trace: int, check_every: int):
+def _kernels(model: NMFModel, masked: bool, n_trace: int, check_every: int,
+             fixed: str | None = None):
     """Compiled ``init`` and ``run`` functions for one model and settings.
 
     The rank is part of ``model``; shapes and dtypes are handled by ``jit``'s
@@ -109,7 +111,8 @@ def _kernels(model: NMFModel, masked: bool, n_trace: int, check_every: int):
     def run_one(X, mask, state, iter_limit, tol):
         def sweep(_, s):
             W, H, params, cache = s
-            pW, pH = prior_W.bind(params, "W"), prior_H.bind(params, "H")
+            pW = Frozen() if fixed == "W" else prior_W.bind(params, "W")
+            pH = Frozen() if fixed == "H" else prior_H.bind(params, "H")
             W, H, cache = lik.sweep(X, mask, W, H, params, pW, pH, cache)
             params = lik.update_params(X, mask, W, H, params, cache)
             params = model.update_prior_params(W, H, params)
@@ -204,6 +207,7 @@ def fit_map(
     allow_nan: bool = False,
     progress: bool = False,
     warn: bool = True,
+    fixed: str | None = None,
 ) -> NMFResult:
     """Fit an NMF model by MAP estimation with multiplicative updates.
 
@@ -248,6 +252,10 @@ def fit_map(
     warn : bool, default True
         Emit a :class:`~bayesnmf.ConvergenceWarning` when the best restart hits
         ``max_iter`` before meeting ``tol``.
+    fixed : {"W", "H"}, optional
+        Hold one factor at its starting value (``init="custom"``) and fit the
+        other: refitting exposures to known signatures, or folding new rows or
+        columns into a fitted model.
 
     Returns
     -------
@@ -290,6 +298,13 @@ def fit_map(
             f"identical; got n_restarts={n_restarts}. Use init='nndsvdar' or "
             "'random' for several restarts."
         )
+    if fixed not in (None, "W", "H"):
+        raise ValueError(f"fixed: expected None, 'W' or 'H', got {fixed!r}.")
+    if fixed is not None and init != "custom":
+        raise ValueError(
+            f"fixed: holding {fixed} fixed needs init='custom' with W_init and "
+            f"H_init, got init={init!r}."
+        )
     if init == "custom":
         W0, H0 = _check_init_arrays(W_init, H_init, data.shape, model.rank)
         n_restarts = W0.shape[0]
@@ -298,7 +313,7 @@ def fit_map(
 
     n_trace = -(-max_iter // check_every) + 1
     masked = data.mask is not None
-    kernels = _kernels(model, masked, n_trace, check_every)
+    kernels = _kernels(model, masked, n_trace, check_every, fixed)
 
     with precision_scope(dtype):
         Xj = jnp.asarray(data.X, dtype=dtype)
@@ -323,7 +338,7 @@ def fit_map(
     result = _to_result(data, model, state, check_every, settings={
         "method": "map", "seed": seed, "n_restarts": n_restarts, "init": init,
         "max_iter": max_iter, "tol": tol, "check_every": check_every,
-        "dtype": np.dtype(dtype).name, "masked": masked,
+        "dtype": np.dtype(dtype).name, "masked": masked, "fixed": fixed,
         "n_observed": data.n_observed,
     })
     if warn and not result.converged:

@@ -415,6 +415,19 @@ class _BoundARD:
         return _hn_solve_reciprocal(self.inv, P, S, Z_tilde, dispersion)
 
 
+class Frozen:
+    """Stand-in prior whose updates leave the factor unchanged (held fixed)."""
+
+    def solve_log(self, tilde_P, S, Z_tilde):
+        return Z_tilde
+
+    def solve_quadratic(self, tilde_N, D, Z_tilde, noise_var):
+        return Z_tilde
+
+    def solve_reciprocal(self, P, S, Z_tilde, dispersion):
+        return Z_tilde
+
+
 def ard_defaults(X, rank: int, penalty: str = "exponential", shape=None) -> ARD:
     """Tan and Févotte's data-scaled ARD hyperparameters (``METHODS.md`` §4).
 
