@@ -214,7 +214,7 @@ def test_kernel_compiles_once_per_shape(rng):
     X, _ = _data(rng)
     model = bn.NMFModel(2, bn.Poisson(), bn.Exponential(0.5), bn.Exponential(0.5))
     bn.fit_map(X, model, n_restarts=2, seed=0, max_iter=20, warn=False)
-    run = _kernels(model, False, 3, 10)[0]
+    run = _kernels(model, False, 3, 10, None)[0]
     before = run._cache_size()
     for seed in range(3):
         bn.fit_map(X + seed, model, n_restarts=2, seed=seed, max_iter=20, warn=False)
