@@ -147,7 +147,7 @@ def test_cosmic_unknown_version(version):
 
 def test_list_datasets():
     datasets = list_datasets()
-    assert set(datasets) == {"golub", "breast21"}
+    assert set(datasets) == {"golub", "breast21", "pbmc", "swimmer", "digits"}
     for description in datasets.values():
         assert isinstance(description, str) and "\n" not in description
 
@@ -186,3 +186,23 @@ def test_provenance_ships_with_data(golub, breast):
         assert needle in text
     assert "BSD-3-Clause" in golub.provenance
     assert "BSD-2-Clause" in breast.provenance
+
+
+def test_pbmc_counts():
+    from bayesnmf.datasets import load_pbmc
+
+    d = load_pbmc()
+    assert d.X.shape == (765, 700)
+    assert np.array_equal(d.X, np.round(d.X)) and d.X.min() == 0
+    assert d.sample_info["bulk_labels"].nunique() == 10
+    assert list(d.sample_info.index) == d.sample_names
+
+
+def test_images():
+    from bayesnmf.datasets import load_digits, load_swimmer
+
+    sw = load_swimmer()
+    assert sw.X.shape == (1024, 256) and set(np.unique(sw.X)) == {0.0, 1.0}
+    dg = load_digits()
+    assert dg.X.shape == (64, 1797) and dg.X.max() == 16
+    assert sorted(dg.sample_info["digit"].unique()) == list(range(10))

@@ -6,6 +6,8 @@ Each loader returns the data in the bayesnmf orientation, ``X`` of shape
 - :func:`load_golub`: Golub ALL/AML leukemia expression, 5000 genes x 38 samples.
 - :func:`load_breast21`: SBS96 mutational catalogs of 21 breast cancer genomes.
 - :func:`load_cosmic`: COSMIC v2 or v3.4 reference signatures, 96 channels.
+- :func:`load_pbmc`: single-cell UMI counts, 765 genes x 700 blood cells.
+- :func:`load_swimmer`, :func:`load_digits`: images as pixels x images.
 
 Provenance and licences are in ``data/PROVENANCE.md`` next to the files.
 """
@@ -16,7 +18,10 @@ from bayesnmf.datasets._load import (
     load_breast21,
     load_cosmic,
     load_dataset,
+    load_digits,
     load_golub,
+    load_pbmc,
+    load_swimmer,
 )
 
 __all__ = [
@@ -25,5 +30,8 @@ __all__ = [
     "load_breast21",
     "load_cosmic",
     "load_dataset",
+    "load_digits",
     "load_golub",
+    "load_pbmc",
+    "load_swimmer",
 ]

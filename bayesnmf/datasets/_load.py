@@ -20,7 +20,10 @@ __all__ = [
     "load_breast21",
     "load_cosmic",
     "load_dataset",
+    "load_digits",
     "load_golub",
+    "load_pbmc",
+    "load_swimmer",
 ]
 
 _DATA = files(__package__) / "data"
@@ -323,9 +326,134 @@ def load_cosmic(version: str = "3.4") -> pd.DataFrame:
     return signatures
 
 
+_PBMC_DESCRIPTION = (
+    "UMI counts of 765 genes x 700 blood cells (10x PBMC 68k subset) with 10 "
+    "sorted cell types."
+)
+_PBMC_PROVENANCE = (
+    "Zheng et al. 2017 (Nat. Commun. 8:14049), 10x Genomics. Rebuilt exactly from "
+    "scanpy 1.11.5's bundled 10x_pbmc68k_reduced.h5ad (BSD-3-Clause). See "
+    "bayesnmf/datasets/data/PROVENANCE.md."
+)
+_SWIMMER_DESCRIPTION = (
+    "Swimmer: 256 images of 32 x 32 pixels, a torso with four limbs in four "
+    "positions each (Donoho and Stodden 2003); pixels x images."
+)
+_SWIMMER_PROVENANCE = (
+    "Donoho and Stodden 2003 (NIPS 16). Copied from the pyuoi 1.1.1 sdist, "
+    "pyuoi/data/Swimmer.h5 (BSD-style). See bayesnmf/datasets/data/PROVENANCE.md."
+)
+_DIGITS_DESCRIPTION = (
+    "UCI optical digits: 1797 images of 8 x 8 pixels (values 0..16) with their "
+    "digit; pixels x images."
+)
+_DIGITS_PROVENANCE = (
+    "Alpaydin and Kaynak, UCI Machine Learning Repository. Copied from the "
+    "scikit-learn 1.9.1 wheel (BSD-3-Clause). See "
+    "bayesnmf/datasets/data/PROVENANCE.md."
+)
+
+
+def load_pbmc() -> Dataset:
+    """Load the single-cell UMI counts: 765 genes x 700 blood cells.
+
+    Returns
+    -------
+    Dataset
+        ``X`` of shape (765, 700), integer counts as float64 (genes x cells);
+        ``sample_info`` has the per-cell annotations, among them
+        ``bulk_labels`` (10 sorted cell types).
+
+    Examples
+    --------
+    >>> load_pbmc().X.shape
+    (765, 700)
+    """
+    from scipy.sparse import csr_matrix
+
+    with as_file(_DATA / "singlecell" / "pbmc68k_reduced_counts.npz") as path:
+        with np.load(path, allow_pickle=False) as parts:
+            counts = csr_matrix(
+                (parts["data"], parts["indices"], parts["indptr"]),
+                shape=tuple(parts["shape"]),
+            )
+            genes = [str(g) for g in parts["genes"]]
+            cells = [str(c) for c in parts["cells"]]
+    info = _read_csv("singlecell", "pbmc68k_reduced_obs.csv", index_col=0)
+    info.index = info.index.astype(str)
+    info = info.loc[cells]
+    return Dataset(
+        name="pbmc",
+        X=counts.T.toarray().astype(np.float64),
+        feature_names=genes,
+        sample_names=cells,
+        sample_info=info,
+        feature_info=None,
+        description=_PBMC_DESCRIPTION,
+        provenance=_PBMC_PROVENANCE,
+    )
+
+
+def load_swimmer() -> Dataset:
+    """Load the Swimmer images as a pixels x images matrix (1024 x 256).
+
+    Pixel values are rescaled from {1, 39} to {0, 1}. Reshape a column (or a
+    column of W) with ``.reshape(32, 32)`` to see it as an image.
+
+    Examples
+    --------
+    >>> load_swimmer().X.shape
+    (1024, 256)
+    """
+    with as_file(_DATA / "images" / "swimmer.npz") as path:
+        with np.load(path, allow_pickle=False) as f:
+            images = f["images"].astype(np.float64)
+    images = (images - images.min()) / (images.max() - images.min())
+    n = images.shape[0]
+    return Dataset(
+        name="swimmer",
+        X=images.reshape(n, -1).T.copy(),
+        feature_names=[f"px{i // 32}_{i % 32}" for i in range(32 * 32)],
+        sample_names=[f"image{j}" for j in range(n)],
+        sample_info=None,
+        feature_info=None,
+        description=_SWIMMER_DESCRIPTION,
+        provenance=_SWIMMER_PROVENANCE,
+    )
+
+
+def load_digits() -> Dataset:
+    """Load the 8 x 8 digit images as a pixels x images matrix (64 x 1797).
+
+    ``sample_info["digit"]`` holds each image's digit.
+
+    Examples
+    --------
+    >>> load_digits().X.shape
+    (64, 1797)
+    """
+    table = _read_csv("images", "sklearn_digits.csv.gz", header=None)
+    values = table.to_numpy()
+    n = values.shape[0]
+    names = [f"digit{j}" for j in range(n)]
+    return Dataset(
+        name="digits",
+        X=values[:, :64].T.astype(np.float64),
+        feature_names=[f"px{i // 8}_{i % 8}" for i in range(64)],
+        sample_names=names,
+        sample_info=pd.DataFrame({"digit": values[:, 64].astype(int)}, index=names),
+        feature_info=None,
+        description=_DIGITS_DESCRIPTION,
+        provenance=_DIGITS_PROVENANCE,
+    )
+
+
 _LOADERS: dict[str, tuple[Callable[[], Dataset], str]] = {
     "golub": (load_golub, _GOLUB_DESCRIPTION),
     "breast21": (load_breast21, _BREAST21_DESCRIPTION),
+    "pbmc": (load_pbmc, _PBMC_DESCRIPTION),
+    "swimmer": (load_swimmer, _SWIMMER_DESCRIPTION),
+    "digits": (load_digits, _DIGITS_DESCRIPTION),
 }
 _ALIASES = {
     "golub": "golub",
@@ -337,6 +465,12 @@ _ALIASES = {
     "21_breast": "breast21",
     "breast": "breast21",
     "nik_zainal2012": "breast21",
+    "pbmc": "pbmc",
+    "pbmc68k": "pbmc",
+    "singlecell": "pbmc",
+    "single_cell": "pbmc",
+    "swimmer": "swimmer",
+    "digits": "digits",
 }
 
 
@@ -352,7 +486,7 @@ def list_datasets() -> dict[str, str]:
     Examples
     --------
     >>> sorted(list_datasets())
-    ['breast21', 'golub']
+    ['breast21', 'digits', 'golub', 'pbmc', 'swimmer']
     """
     return {name: description for name, (_, description) in _LOADERS.items()}
 
