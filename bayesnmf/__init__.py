@@ -20,7 +20,8 @@ from .map import fit_map
 from .model import NMFModel
 from .priors import ARD, Exponential, Flat, Gamma, HalfNormal, Prior, ard_defaults
 from .result import NMFResult, normalize
-from .vi import fit_vi_gaussian, fit_vi_poisson
+from .mcmc import fit_nuts
+from .vi import fit_svi, fit_vi_gaussian, fit_vi_poisson
 
 __version__ = "0.1.0"
 
@@ -44,6 +45,8 @@ __all__ = [
     "as_nmf_data",
     "fit",
     "fit_map",
+    "fit_nuts",
+    "fit_svi",
     "fit_vi_gaussian",
     "fit_vi_poisson",
     "normalize",

@@ -26,7 +26,8 @@ from .result import NMFResult, normalize
 
 __all__ = ["to_datatree", "posterior_summary", "save_datatree", "load_datatree"]
 
-_SAMPLE_STATS = ("diverging", "energy", "num_steps", "accept_prob", "step_size",
+#: sampler statistics stored in ``result.extra`` under ArviZ's names
+_SAMPLE_STATS = ("diverging", "energy", "n_steps", "acceptance_rate", "step_size",
                  "lp", "tree_depth")
 
 
@@ -57,7 +58,9 @@ def _pointwise_log_likelihood(result: NMFResult, draws: dict, X, mask):
 
     from ._precision import precision_scope
 
-    latent = {k: v for k, v in draws.items() if k in ("W", "H") or k in result.params}
+    # Every latent site with draws (W, H, likelihood parameters, and a custom
+    # program's own sites); WH is unchanged by the reporting normalisation.
+    latent = dict(draws)
     with precision_scope(np.float64):
         Xj = jnp.asarray(X)
         Mj = None if mask is None else jnp.asarray(mask)

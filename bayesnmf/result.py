@@ -214,8 +214,15 @@ class NMFResult:
             arrays = {k: f[k] for k in f.files if k != "__meta__"}
         extra = {k: arrays[f"extra/{k}"] for k in meta["extra_keys"]}
         extra.update(meta["extra_scalars"])
+        spec = meta["model"]
+        if spec.get("kind") == "custom":
+            from ._program import CustomModel
+
+            model = CustomModel.from_dict(spec)
+        else:
+            model = NMFModel.from_dict(spec)
         return cls(
-            model=NMFModel.from_dict(meta["model"]),
+            model=model,
             method=meta["method"],
             W_raw=arrays["W_raw"],
             H_raw=arrays["H_raw"],
