@@ -91,12 +91,11 @@ def to_datatree(result: NMFResult, X, *, mask=None, log_likelihood: bool = True)
     """
     from arviz_base import from_dict
 
-    data = as_nmf_data(X, mask=mask, feature_names=result.feature_names,
-                       sample_names=result.sample_names)
-    if data.shape != (len(result.feature_names), len(result.sample_names)):
+    data = as_nmf_data(X, mask=mask)
+    expected = (len(result.feature_names), len(result.sample_names))
+    if data.shape != expected:
         raise ValueError(
-            f"X: expected shape {(len(result.feature_names), len(result.sample_names))}"
-            f" to match the fit, got {data.shape}."
+            f"X: expected shape {expected} to match the fit, got {data.shape}."
         )
     draws = _draws(result)
     W, H = _aligned(result, draws)
