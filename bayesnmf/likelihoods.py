@@ -69,7 +69,7 @@ class Likelihood:
         """Exact pointwise log density of X, of the same shape as X."""
         raise NotImplementedError
 
-    def data_constant(self, X, mask, params: dict):
+    def data_constant(self, X, mask, params: dict, cache=None):
         """The part of ``-log p(X | WH)`` that does not depend on W or H."""
         raise NotImplementedError
 
@@ -185,7 +185,7 @@ class Gaussian(Likelihood):
     def _n_obs(self, X, mask):
         return X.size if mask is None else jnp.sum(mask)
 
-    def data_constant(self, X, mask, params):
+    def data_constant(self, X, mask, params, cache=None):
         return 0.5 * self._n_obs(X, mask) * jnp.log(2 * jnp.pi * self._var(params))
 
     def rss(self, X, mask, W, H, cache=None):
@@ -273,7 +273,9 @@ class Poisson(Likelihood):
     def log_prob(self, X, WH, params):
         return xlogy(X, WH) - WH - gammaln(X + 1.0)
 
-    def data_constant(self, X, mask, params):
+    def data_constant(self, X, mask, params, cache=None):
+        if cache is not None and "constant" in cache:
+            return cache["constant"]
         c = gammaln(X + 1.0) - xlogy(X, X) + X
         return jnp.sum(c if mask is None else c * mask)
 
@@ -299,7 +301,7 @@ class Poisson(Likelihood):
 
     def init_cache(self, X, mask, W, H) -> dict:
         """Quantities carried between sweeps (same structure after each sweep)."""
-        return {"WH": W @ H}
+        return {"WH": W @ H, "constant": self.data_constant(X, mask, {})}
 
 
 def _newton_log_scalar(neg_obj, value, n_steps: int = 3):
@@ -400,7 +402,7 @@ class NegativeBinomial(Likelihood):
         return (gammaln(r) + gammaln(X + 1.0) - gammaln(X + r) - xlogy(X, X)
                 + xlogy(X + r, X + r) - xlogy(r, r))
 
-    def data_constant(self, X, mask, params):
+    def data_constant(self, X, mask, params, cache=None):
         c = self._constant(X, self._r(params))
         return jnp.sum(c if mask is None else c * mask)
 
@@ -535,7 +537,7 @@ class GammaLikelihood(Likelihood):
     def _constant(self, X, a):
         return jnp.log(X) + a - xlogy(a, a) + gammaln(a)
 
-    def data_constant(self, X, mask, params):
+    def data_constant(self, X, mask, params, cache=None):
         c = self._constant(jnp.where(X > 0, X, 1.0), self._alpha(params))
         return jnp.sum(c if mask is None else c * mask)
 

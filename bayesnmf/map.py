@@ -108,9 +108,14 @@ def _kernels(model: NMFModel, masked: bool, n_trace: int, check_every: int,
         return MAPState(W, H, params, cache, zero, obj, obj, jnp.array(False),
                         trace, zero)
 
-    def run_one(X, mask, state, iter_limit, tol):
-        def sweep(_, s):
-            W, H, params, cache = s
+    def start_all(X, mask, W, H):
+        return jax.vmap(start, in_axes=(None, None, 0, 0))(X, mask, W, H)
+
+    def run_all(X, mask, state, iter_limit, tol):
+        # One unbatched loop over chunks of check_every sweeps, with the sweeps
+        # vmapped over restarts: the trip count is a scalar, so the state of
+        # finished restarts is selected once per chunk, not once per sweep.
+        def sweep(W, H, params, cache):
             pW = Frozen() if fixed == "W" else prior_W.bind(params, "W")
             pH = Frozen() if fixed == "H" else prior_H.bind(params, "H")
             W, H, cache = lik.sweep(X, mask, W, H, params, pW, pH, cache)
@@ -118,30 +123,36 @@ def _kernels(model: NMFModel, masked: bool, n_trace: int, check_every: int,
             params = model.update_prior_params(W, H, params)
             return W, H, params, cache
 
-        def cond(s):
-            return (~s.converged) & (s.n_iter < iter_limit)
+        sweeps = jax.vmap(sweep)
+        objectives = jax.vmap(objective, in_axes=(None, None, 0, 0, 0, 0))
 
-        def body(s):
-            n = jnp.minimum(check_every, iter_limit - s.n_iter)
+        def cond(carry):
+            s, it = carry
+            return jnp.any(~s.converged) & (it < iter_limit)
+
+        def body(carry):
+            s, it = carry
+            n = jnp.minimum(check_every, iter_limit - it)
             W, H, params, cache = jax.lax.fori_loop(
-                0, n, sweep, (s.W, s.H, s.params, s.cache)
+                0, n, lambda _, t: sweeps(*t), (s.W, s.H, s.params, s.cache)
             )
-            obj = objective(X, mask, W, H, params, cache)
+            obj = objectives(X, mask, W, H, params, cache)
             decrease = s.objective - obj
             converged = (tol > 0) & (decrease <= tol * (s.objective0 - obj))
             k = s.n_checks + 1
-            return MAPState(W, H, params, cache, s.n_iter + n, obj, s.objective0,
-                            converged, s.trace.at[k].set(obj), k)
+            trace = jax.vmap(lambda t, i, o: t.at[i].set(o))(s.trace, k, obj)
+            new = MAPState(W, H, params, cache, s.n_iter + n, obj, s.objective0,
+                           converged, trace, k)
+            active = ~s.converged  # finished restarts keep their state
 
-        return jax.lax.while_loop(cond, body, state)
+            def keep(a, b):
+                return jnp.where(active.reshape((-1,) + (1,) * (a.ndim - 1)), a, b)
 
-    def start_all(X, mask, W, H):
-        return jax.vmap(start, in_axes=(None, None, 0, 0))(X, mask, W, H)
+            return jax.tree.map(keep, new, s), it + n
 
-    def run_all(X, mask, state, iter_limit, tol):
-        return jax.vmap(run_one, in_axes=(None, None, 0, None, None))(
-            X, mask, state, iter_limit, tol
-        )
+        # Restarts still running have all done the same number of sweeps.
+        state, _ = jax.lax.while_loop(cond, body, (state, jnp.max(state.n_iter)))
+        return state
 
     @jax.jit
     def fit(X, mask, W, H, iter_limit, tol):

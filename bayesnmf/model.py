@@ -173,7 +173,7 @@ class NMFModel:
         lik = self.likelihood
         return (
             lik.loss(X, mask, W, H, params, cache)
-            + lik.data_constant(X, mask, params)
+            + lik.data_constant(X, mask, params, cache)
             + lik.params_neg_log_prior(params)
             + self.neg_log_prior(W, H, params)
         )
