@@ -19,6 +19,7 @@ Nothing here prints.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -38,15 +39,19 @@ __all__ = [
     "class_agreement",
     "class_section",
     "cosmic_references",
+    "exposure_interval_table",
     "exposure_table",
     "features_section",
     "fit_section",
     "format_report",
+    "interval_section",
     "is_sbs96",
+    "posterior_table",
     "sample_classes",
     "signature_matches",
     "signature_section",
     "top_features",
+    "write_posterior_files",
     "write_result_files",
 ]
 
@@ -79,6 +84,8 @@ def fit_section(result: NMFResult) -> str:
     """
     lines = [result.summary()]
     settings = result.settings
+    if result.method != "map" and settings.get("engine"):
+        lines.append(f"engine: {settings['engine']}")
     if settings.get("masked"):
         n_total = len(result.feature_names) * len(result.sample_names)
         n_missing = n_total - int(settings.get("n_observed", n_total))
@@ -368,6 +375,144 @@ def _shorten(text: str, width: int = 48) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
+# -- posterior intervals -----------------------------------------------------
+def posterior_table(
+    tree, ci_prob: float = 0.9, *, diagnostics: bool = False
+) -> pd.DataFrame:
+    """Posterior mean, sd and equal-tailed interval of every entry of W and H.
+
+    Parameters
+    ----------
+    tree : xarray.DataTree
+        From :func:`~bayesnmf.inference_data.to_datatree` of a fit with draws.
+    ci_prob : float, default 0.9
+        Mass of the central interval.
+    diagnostics : bool, default False
+        Add ArviZ's ``ess_bulk``, ``ess_tail``, ``r_hat``, ``mcse_mean`` and
+        ``mcse_sd`` (meaningful for MCMC draws; slow for large matrices).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per entry, indexed like ArviZ's summary (``W[A[C>A]A, C1]``),
+        with the entry's labels in columns ``variable``, ``feature``,
+        ``component`` and ``observation`` (empty where the variable has no such
+        dimension), then ``mean``, ``sd``, ``eti{p}_lb``, ``eti{p}_ub`` (``p``
+        the interval mass in percent) and the diagnostics.
+    """
+    from .inference_data import posterior_summary
+
+    kind = "all" if diagnostics else "stats"
+    summary = posterior_summary(tree, ci_prob=ci_prob, kind=kind, fmt="xarray")
+    stats = [str(v) for v in summary["summary"].values]
+    parts = []
+    for name, dims in (("W", ("feature", "component")),
+                       ("H", ("component", "observation"))):
+        values = summary[name].transpose(*dims, "summary").values
+        index = pd.MultiIndex.from_product(
+            [[str(v) for v in summary[d].values] for d in dims], names=dims
+        )
+        part = pd.DataFrame(values.reshape(-1, len(stats)), index=index,
+                            columns=stats).reset_index()
+        part.index = [f"{name}[{a}, {b}]" for a, b in
+                      zip(part[dims[0]], part[dims[1]], strict=True)]
+        part.insert(0, "variable", name)
+        parts.append(part)
+    labels = ["variable", "feature", "component", "observation"]
+    table = pd.concat(parts)[labels + stats]
+    table[labels] = table[labels].fillna("")
+    table.index.name = "entry"
+    return table
+
+
+def _interval_columns(posterior: pd.DataFrame) -> tuple[str, str]:
+    low = next(c for c in posterior.columns if str(c).endswith("_lb"))
+    return low, low[: -len("_lb")] + "_ub"
+
+
+def _number(value: float) -> str:
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    if abs(value) >= 1:
+        return f"{value:.1f}"
+    return f"{value:.2g}"
+
+
+def exposure_interval_table(posterior: pd.DataFrame) -> pd.DataFrame:
+    """Each sample's exposure to each component as ``mean [low, high]``.
+
+    Parameters
+    ----------
+    posterior : pandas.DataFrame
+        From :func:`posterior_table`.
+
+    Returns
+    -------
+    pandas.DataFrame of str
+        One row per sample (observation), one column per component, in the
+        order of the fit.
+    """
+    low, high = _interval_columns(posterior)
+    H = posterior[posterior["variable"] == "H"]
+    cells = [f"{_number(m)} [{_number(lo)}, {_number(hi)}]"
+             for m, lo, hi in zip(H["mean"], H[low], H[high], strict=True)]
+    frame = pd.DataFrame({
+        "component": H["component"].to_numpy(),
+        "sample": H["observation"].to_numpy(),
+        "cell": cells,
+    })
+    table = frame.pivot(index="sample", columns="component", values="cell")
+    table = table.loc[pd.unique(frame["sample"]), pd.unique(frame["component"])]
+    table.columns.name = None
+    return table
+
+
+def interval_section(
+    result: NMFResult,
+    posterior: pd.DataFrame,
+    labels: Mapping[str, str] | None = None,
+) -> str:
+    """Each sample's exposures with their credible intervals, as text.
+
+    Parameters
+    ----------
+    result : NMFResult
+        A fit with draws (VI or NUTS).
+    posterior : pandas.DataFrame
+        From :func:`posterior_table`.
+    labels : mapping of str to str, optional
+        A name added under each component's heading (its closest reference
+        signature, say).
+
+    Returns
+    -------
+    str
+    """
+    low, _ = _interval_columns(posterior)
+    percent = low.removeprefix("eti").removesuffix("_lb")
+    table = exposure_interval_table(posterior)
+    if labels:
+        table.columns = pd.MultiIndex.from_arrays(
+            [list(table.columns), [labels.get(c, "") for c in table.columns]]
+        )
+    unit = "mutations" if is_sbs96(result.feature_names) else "exposure"
+    n_draws = int(np.prod(np.shape(result.draws["H"])[:2]))
+    text = (
+        f"Each sample's {unit} attributed to each component (H, with the columns "
+        f"of W summing to one): mean and equal-tailed {percent}% interval over "
+        f"{n_draws} posterior draws ({result.method.upper()})."
+        + (" Mean-field VI tends to understate uncertainty; NUTS is the "
+           "reference for small data." if result.method == "vi" else "")
+    )
+    blocks = [
+        _heading(f"Exposures with {percent}% intervals: posterior mean [low, high]"),
+        textwrap.fill(text, 88),
+        "",
+        table.to_string(),
+    ]
+    return "\n".join(blocks)
+
+
 # -- the whole report ---------------------------------------------------------
 def signature_section(
     result: NMFResult, references: Mapping[str, pd.DataFrame] | None = None
@@ -484,6 +629,8 @@ def format_report(
     classes: pd.Series | Mapping[str, str] | None = None,
     references: Mapping[str, pd.DataFrame] | None = None,
     n_top: int = 5,
+    posterior: pd.DataFrame | None = None,
+    notes: Sequence[str] = (),
 ) -> str:
     """Write the readable report of a fit: what the command line prints.
 
@@ -500,13 +647,19 @@ def format_report(
         Reference signatures for SBS96 data; default :func:`cosmic_references`.
     n_top : int, default 5
         Features per component listed for data that are not SBS96.
+    posterior : pandas.DataFrame, optional
+        :func:`posterior_table` of a fit with draws: each sample's exposures
+        are reported with their intervals.
+    notes : sequence of str
+        Lines printed after the fit summary (how the priors were chosen, ...).
 
     Returns
     -------
     str
-        The fit summary, then the signature and exposure tables for SBS96 data
-        or the top features otherwise, then the class comparison when classes
-        are known.
+        The fit summary and notes, then the signature and exposure tables for
+        SBS96 data or the top features otherwise, the exposures with intervals
+        when ``posterior`` is given, and the class comparison when classes are
+        known.
 
     Examples
     --------
@@ -518,10 +671,19 @@ def format_report(
     True
     """
     blocks = [fit_section(result)]
+    if notes:
+        blocks.append("\n".join(textwrap.fill(note, 88) for note in notes))
+    labels = None
     if is_sbs96(result.feature_names):
         blocks.append(signature_section(result, references))
+        if posterior is not None:
+            first = next(iter((references or cosmic_references()).items()))
+            match = signature_matches(result, dict([first]))
+            labels = {k: _short(v) for k, v in match[(first[0], "best")].items()}
     else:
         blocks.append(features_section(result, n_top, dataset))
+    if posterior is not None:
+        blocks.append(interval_section(result, posterior, labels))
     known = sample_classes(result, dataset, classes)
     if known is not None:
         blocks.append(class_section(result, known))
@@ -570,4 +732,35 @@ def write_result_files(
     text = format_report(result) if report is None else report
     paths["summary.txt"].write_text(text, encoding="utf-8")
     result.save(paths["result.npz"])
+    return paths
+
+
+def write_posterior_files(
+    tree, posterior: pd.DataFrame, folder: str | Path
+) -> dict[str, Path]:
+    """Write the posterior summary table and the DataTree into ``folder``.
+
+    Parameters
+    ----------
+    tree : xarray.DataTree
+        From :func:`~bayesnmf.inference_data.to_datatree`.
+    posterior : pandas.DataFrame
+        From :func:`posterior_table`.
+    folder : str or pathlib.Path
+        Created if needed; files in it are overwritten.
+
+    Returns
+    -------
+    dict of str to pathlib.Path
+        ``posterior_summary.tsv`` (one row per entry of W and H: labels, mean,
+        sd, interval) and ``posterior.nc`` (NetCDF;
+        :func:`~bayesnmf.inference_data.load_datatree` reads it back).
+    """
+    from .inference_data import save_datatree
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {name: folder / name for name in ("posterior_summary.tsv", "posterior.nc")}
+    posterior.to_csv(paths["posterior_summary.tsv"], sep="\t")
+    save_datatree(tree, paths["posterior.nc"])
     return paths

@@ -256,17 +256,19 @@ def bench_sweep(m, n, rank, loss, n_iter, repeats, seed=0, log=print):
 # -- 2: batched restarts ------------------------------------------------------
 
 
-def bench_restarts(n_restarts, rank, n_iter, repeats, log=print):
+def bench_restarts(n_restarts, rank, n_iter, repeats, log=print, dtype="float64"):
     import bayesnmf as bn
     from bayesnmf.datasets import load_breast21
     from sklearn.decomposition import non_negative_factorization
 
-    X = load_breast21().X
+    # Both libraries work in ``dtype``: scikit-learn keeps float32 input in
+    # float32, bayesnmf runs its kernel in the dtype it is given.
+    X = load_breast21().X.astype(dtype)
     model = bn.NMFModel(rank, bn.Poisson())
 
     def run_bn():
         return bn.fit_map(X, model, n_restarts=n_restarts, init="random", seed=0,
-                          max_iter=n_iter, tol=0, dtype="float64", warn=False)
+                          max_iter=n_iter, tol=0, dtype=dtype, warn=False)
 
     def run_sk():
         best = np.inf
@@ -292,6 +294,7 @@ def bench_restarts(n_restarts, rank, n_iter, repeats, log=print):
     size = f"{X.shape[0]}x{X.shape[1]}"
     row = {
         "section": "restarts", "size": size, "rank": rank, "loss": "kl",
+        "dtype": dtype,
         "n_restarts": n_restarts, "n_iter": n_iter, "repeats": repeats,
         "bn_cold_s": t_cold, "bn_warm_s": bn_s, "sk_s": sk_s,
         "bn_times_s": t_bn, "sk_times_s": t_sk,
@@ -302,7 +305,7 @@ def bench_restarts(n_restarts, rank, n_iter, repeats, log=print):
         "best_kl_bn": kl_bn, "best_kl_sk": kl_sk,
         "target": TARGETS.get(("restarts", size, "kl")),
     }
-    log(f"  {n_restarts} restarts x {n_iter} it, {size} r={rank}: bayesnmf "
+    log(f"  {n_restarts} restarts x {n_iter} it, {size} r={rank} {dtype}: bayesnmf "
         f"{bn_s:.3f} s warm ({t_cold:.3f} s cold), sklearn {sk_s:.3f} s, "
         f"ratio {row['ratio']:.2f}x warm, {row['ratio_cold']:.2f}x cold")
     return row
@@ -463,7 +466,9 @@ def main(argv=None) -> int:
     # JAX backend already started, before any other kernel is cached.
     if args.only in (None, "restarts"):
         print("2. batched restarts")
-        rows.append(bench_restarts(args.restarts, 5, it_restart, repeats))
+        for dtype in ("float64", "float32"):
+            rows.append(bench_restarts(args.restarts, 5, it_restart, repeats,
+                                       dtype=dtype))
     if args.only in (None, "sweep"):
         print("1. seconds per sweep")
         for m, n, rank, n_iter in ((500, 200, 5, it_small), (2000, 1000, 20, it_large)):

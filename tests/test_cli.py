@@ -165,10 +165,15 @@ def test_breast21_report_names_cosmic_signatures(tmp_path, capsys):
         ("nan", ["-k", "2"], "--missing"),
         ("text", ["-k", "2"], "not a number"),
         ("good", ["-k", "2", "--classes", "absent.csv"], "--classes: no such file"),
+        ("good", ["-k", "2", "--method", "vi", "--ci", "1.5"], "--ci 1.5: expected"),
+        ("good", ["-k", "2", "--method", "vi", "--draws", "0"], "--draws 0"),
+        ("good", ["-k", "2", "--method", "vi", "--init", "nndsvd"],
+         "--init nndsvd: only --method map"),
     ],
     ids=["negative-entry", "missing-file", "rank-0", "unknown-likelihood",
          "improper-map-prior", "unknown-prior", "nan-without-missing",
-         "text-cell", "missing-classes-file"],
+         "text-cell", "missing-classes-file", "ci-above-one", "no-draws",
+         "init-with-vi"],
 )
 def test_bad_input_is_one_line_on_stderr(blocks, tmp_path, capsys, make, args,
                                          message):
@@ -208,19 +213,155 @@ def test_help_lists_commands_and_examples(capsys):
     for command in cli.COMMANDS:
         assert command.name in text
     assert "examples:" in text and "bayesnmf demo" in text
+    assert cli.main(["rank", "--help"]) == 0
+    assert "--criteria" in capsys.readouterr().out
+    assert cli.main(["fit", "--help"]) == 0
+    assert "--method {map,vi,nuts}" in capsys.readouterr().out
 
 
 def test_demo_with_small_settings(tmp_path, capsys, monkeypatch):
-    small = {name: {**spec, "n_restarts": 2, "max_iter": 20}
-             for name, spec in cli.DEMO_FITS.items()}
+    survey = {"n_restarts": 3, "max_iter": 20, "n_folds": 3, "heldout_restarts": 1}
+    small = {
+        "breast21": {**cli.DEMO_FITS["breast21"], "ranks": (3, 3),
+                     "survey": {**survey, "criteria": ("stability", "heldout")},
+                     "vi": {"n_restarts": 1, "max_iter": 20, "num_draws": 10}},
+        "golub": {**cli.DEMO_FITS["golub"], "ranks": (3, 3),
+                  "survey": {**survey, "criteria": ("stability",)}},
+    }
     monkeypatch.setattr(cli, "DEMO_FITS", small)
 
     assert cli.main(["demo", "-o", str(tmp_path)]) == 0
 
     report = capsys.readouterr().out
+    assert "Recommended rank:" in report
     assert "COSMIC v3.4" in report and "misplaced samples:" in report
+    assert "Exposures with 90% intervals" in report
     for name in small:
-        assert (tmp_path / name / "result.npz").exists()
+        for file in ("result.npz", "criteria.tsv", "criteria.png", "consensus.png"):
+            assert (tmp_path / name / file).stat().st_size > 0
+    for file in ("posterior.nc", "signatures.png", "exposures.png"):
+        assert (tmp_path / "breast21" / file).stat().st_size > 0
+
+
+# -- fit --method vi / nuts -----------------------------------------------------
+def test_fit_vi_writes_posterior_files(blocks, tmp_path, capsys):
+    from bayesnmf.inference_data import load_datatree
+
+    data = tmp_path / "counts.csv"
+    blocks.to_csv(data)
+    out = tmp_path / "out"
+
+    code = run("fit", data, "-k", 2, "--method", "vi", "--restarts", 2,
+               "--max-iter", 50, "--draws", 20, "-o", out)
+
+    assert code == 0
+    report = capsys.readouterr().out
+    assert "default_evidence_priors" in report  # flat priors were replaced
+    assert "Exposures with 90% intervals" in report
+    assert "patient7" in report and "[" in report
+
+    summary = pd.read_csv(out / "posterior_summary.tsv", sep="\t", index_col=0,
+                          keep_default_na=False)
+    assert len(summary) == 12 * 2 + 2 * 8
+    assert {"mean", "sd", "eti90_lb", "eti90_ub"} <= set(summary.columns)
+    W_rows = summary[summary["variable"] == "W"]
+    assert list(pd.unique(W_rows["feature"])) == list(blocks.index)
+    H_rows = summary[summary["variable"] == "H"]
+    assert list(pd.unique(H_rows["observation"])) == list(blocks.columns)
+    assert (H_rows["eti90_lb"] <= H_rows["mean"]).all()
+    assert (H_rows["mean"] <= H_rows["eti90_ub"]).all()
+
+    tree = load_datatree(out / "posterior.nc")
+    posterior = tree["posterior"]
+    assert posterior["W"].dims == ("chain", "draw", "feature", "component")
+    assert posterior["H"].dims == ("chain", "draw", "component", "observation")
+    assert list(posterior["feature"].values) == list(blocks.index)
+    assert list(posterior["observation"].values) == list(blocks.columns)
+    assert list(posterior["component"].values) == ["C1", "C2"]
+    assert posterior.sizes["draw"] == 20
+    assert_allclose(posterior["W"].sum("feature"), 1.0, rtol=1e-10)
+    assert "log_likelihood" in tree.children
+    # The table's means are the means of the stored draws.
+    H_mean = posterior["H"].mean(("chain", "draw")).sel(component="C1")
+    assert_allclose(H_rows[H_rows["component"] == "C1"]["mean"], H_mean,
+                    rtol=1e-10)
+
+
+def test_fit_vi_ci_option_and_given_priors(blocks, tmp_path, capsys):
+    data = tmp_path / "counts.csv"
+    blocks.to_csv(data)
+
+    code = run("fit", data, "-k", 2, "--method", "vi", "--ci", 0.5,
+               "--prior", "gamma:0.5,1", "--restarts", 1, "--max-iter", 30,
+               "--draws", 10, "-o", tmp_path, "-q")
+
+    assert code == 0
+    assert capsys.readouterr().out == ""
+    summary = pd.read_csv(tmp_path / "posterior_summary.tsv", sep="\t")
+    assert "eti50_lb" in summary.columns
+    report = (tmp_path / "summary.txt").read_text()
+    assert "Exposures with 50% intervals" in report
+    # A proper prior given by the user is kept (a shape below 1 is fine for VI).
+    assert "default_evidence_priors" not in report
+    assert "gamma(shape=0.5, rate=1)" in report
+
+
+# -- rank -------------------------------------------------------------------------
+RANK_FAST = ["--restarts", "3", "--folds", "3", "--heldout-restarts", "1",
+             "--max-iter", "30"]
+
+
+def test_rank_writes_table_recommendation_and_plots(blocks, tmp_path, capsys):
+    data = tmp_path / "counts.csv"
+    blocks.to_csv(data)
+    out = tmp_path / "survey"
+
+    assert run("rank", data, "--ranks", "2,3", *RANK_FAST, "-o", out) == 0
+
+    printed = capsys.readouterr().out
+    assert "Recommended rank:" in printed and "heldout_lpd" in printed
+    table = read_tsv(out / "criteria.tsv")
+    assert list(table.index) == [2, 3]
+    assert {"neg_loglik", "cophenetic", "heldout_lpd"} <= set(table.columns)
+    assert "Recommended rank" in (out / "recommendation.txt").read_text()
+    consensus = read_tsv(out / "consensus_rank2.tsv")
+    assert list(consensus.index) == list(blocks.columns)
+    for name in ("criteria.png", "consensus.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_parse_ranks():
+    assert cli.parse_ranks("2-5") == [2, 3, 4, 5]
+    assert cli.parse_ranks("2,3,5") == [2, 3, 5]
+    assert cli.parse_ranks(" 2-4, 6,3") == [2, 3, 4, 6]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--ranks", "2-x"], "--ranks '2-x': expected ranks such as 2-8"),
+        (["--ranks", "5-2"], "write the smaller rank first (2-5)"),
+        (["--ranks", "0-2"], "ranks start at 1"),
+        (["--ranks", ""], "--ranks '': expected ranks"),
+        (["--ranks", "2-20"], "--ranks: expected ranks <= min(n_features"),
+        (["--criteria", "stability,magic"], "--criteria: expected a subset"),
+        (["--restarts", "1"], "--restarts: stability criteria need at least 2"),
+    ],
+    ids=["not-a-number", "reversed", "zero", "empty", "too-large",
+         "unknown-criterion", "one-restart"],
+)
+def test_rank_bad_options(blocks, tmp_path, capsys, args, message):
+    data = tmp_path / "counts.csv"
+    blocks.to_csv(data)
+
+    code = run("rank", data, *args, "-o", tmp_path / "out", "-q")
+
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.err.startswith("bayesnmf: error: ")
+    assert message in captured.err
+    assert len(captured.err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
 
 
 def test_class_agreement_counts_misplaced_samples():
