@@ -395,3 +395,33 @@ def test_python_dash_m_help():
     )
     assert done.returncode == 0, done.stderr
     assert "usage: bayesnmf" in done.stdout and "demo" in done.stdout
+
+
+def test_compare_writes_ranked_table(tmp_path, capsys):
+    # Poisson counts whose means span two orders of magnitude: a constant-noise
+    # Gaussian cannot fit their spread, the Poisson likelihood can.
+    rng = np.random.default_rng(3)
+    W = rng.gamma(1.0, 1.0, (20, 2))
+    H = rng.gamma(1.0, 40.0, (2, 15))
+    counts = pd.DataFrame(rng.poisson(W @ H).astype(float),
+                          index=[f"g{i}" for i in range(20)],
+                          columns=[f"s{j}" for j in range(15)])
+    data = tmp_path / "counts.csv"
+    counts.to_csv(data)
+    out = tmp_path / "cmp"
+
+    assert run("compare", data, "-k", 2, "--likelihoods", "poisson,gaussian",
+               "--folds", 3, "--restarts", 2, "--max-iter", 300, "-o", out) == 0
+
+    assert "Best: poisson" in capsys.readouterr().out
+    table = read_tsv(out / "comparison.tsv")
+    assert list(table.index) == ["poisson", "gaussian"]
+    assert table.loc["gaussian", "scored_as"] == "discretised density"
+    assert (out / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_compare_bad_likelihood(tmp_path, capsys):
+    assert run("compare", "breast21", "-k", 2, "--likelihoods", "poisson,foo",
+               "-o", tmp_path) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bayesnmf: error:") and "--likelihoods" in err
