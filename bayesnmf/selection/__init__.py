@@ -1,10 +1,14 @@
 """Model and rank selection: evidence and stability.
 
-:func:`rank_survey` fits a list of ranks and reports held-out evidence, the
-variational bound, consensus clustering of samples (cophenetic correlation,
-dispersion, PAC) and the silhouette stability of components across restarts.
+:func:`rank_survey` fits a list of ranks and reports held-out evidence
+(entry-wise and bi-cross-validation), the variational bound, PSIS-LOO,
+consensus clustering of samples (cophenetic correlation, dispersion, PAC), the
+silhouette stability of components across restarts, and ARD's effective rank.
+:func:`fit_ard` estimates the rank from one over-specified ARD fit.
 """
 
+from bayesnmf.selection._ard import ARDResult, fit_ard, relevance_table
+from bayesnmf.selection._bcv import bcv_folds, bcv_log_density
 from bayesnmf.selection._consensus import (
     SilhouetteStability,
     connectivity,
@@ -16,26 +20,32 @@ from bayesnmf.selection._consensus import (
     pac,
     silhouette_stability,
 )
-
 from bayesnmf.selection._survey import (
     RankSurvey,
+    default_evidence_priors,
     entry_folds,
     heldout_log_density,
     rank_survey,
 )
 
 __all__ = [
+    "ARDResult",
     "RankSurvey",
-    "entry_folds",
-    "heldout_log_density",
-    "rank_survey",
     "SilhouetteStability",
+    "bcv_folds",
+    "bcv_log_density",
     "connectivity",
     "consensus_clusters",
     "consensus_matrix",
     "consensus_order",
     "cophenetic_correlation",
+    "default_evidence_priors",
     "dispersion",
+    "entry_folds",
+    "fit_ard",
+    "heldout_log_density",
     "pac",
+    "rank_survey",
+    "relevance_table",
     "silhouette_stability",
 ]
