@@ -82,7 +82,8 @@ def as_nmf_data(
     ----------
     X : array-like of shape (n_features, n_samples)
         Non-negative data: a NumPy array, a pandas DataFrame (labels kept), an
-        AnnData object (transposed to genes x cells) or an :class:`NMFData`.
+        AnnData object (transposed to genes x cells), a bundled
+        :class:`~bayesnmf.datasets.Dataset` or an :class:`NMFData`.
     mask : array-like of shape (n_features, n_samples), optional
         Observation mask, 1 (or True) where an entry is observed.
     feature_names, sample_names : sequence of str, optional
@@ -105,6 +106,8 @@ def as_nmf_data(
         sample_names = sample_names or X.sample_names
         X = X.X
 
+    if hasattr(X, "to_frame") and hasattr(X, "sample_names") and hasattr(X, "X"):
+        X = X.to_frame()  # a bundled bayesnmf.datasets.Dataset
     source = X
     if hasattr(X, "obs_names") and hasattr(X, "var_names") and hasattr(X, "X"):
         values = X.X

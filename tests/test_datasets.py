@@ -206,3 +206,11 @@ def test_images():
     dg = load_digits()
     assert dg.X.shape == (64, 1797) and dg.X.max() == 16
     assert sorted(dg.sample_info["digit"].unique()) == list(range(10))
+
+
+def test_dataset_fits_directly():
+    import bayesnmf as bn
+
+    d = load_breast21()
+    res = bn.fit_map(d, 2, max_iter=20, warn=False)
+    assert res.feature_names == d.feature_names and res.sample_names == d.sample_names

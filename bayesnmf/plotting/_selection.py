@@ -38,9 +38,12 @@ def _criteria_panels(table: pd.DataFrame) -> list[tuple[str, list]]:
         label = ("log density, ± SE of\nthe difference from the best"
                  if se == "heldout_diff_se" else "log density ± SE")
         panels.append(("held-out evidence", [("heldout_lpd", label, se)]))
+    if "bcv_lpd" in table:
+        se = _first(table, ("bcv_se",))
+        panels.append(("bi-cross-validation", [("bcv_lpd", "log density", se)]))
     if "elbo" in table:
         panels.append(("variational evidence", [("elbo", "ELBO + log r!", None)]))
-    loo = _first(table, ("elpd_loo", "loo"))
+    loo = _first(table, ("loo_elpd", "elpd_loo", "loo"))
     if loo is not None:
         se = _first(table, (f"{loo}_se", "loo_se", "elpd_loo_se"))
         panels.append(("PSIS-LOO", [(loo, "elpd (LOO)", se)]))
