@@ -54,6 +54,10 @@ class Likelihood:
 
     kind = "likelihood"
     beta = None
+    #: Update the likelihood's own parameters after every sweep (cheap closed
+    #: forms), or once per objective check (costly 1-D Newton solves). Either
+    #: way each update lowers the objective, so the fit stays monotone.
+    update_params_every_sweep = True
 
     # -- NumPyro -------------------------------------------------------------
     def sample_params(self) -> dict:
@@ -359,6 +363,7 @@ class NegativeBinomial(Likelihood):
     concentration: float | None = None
     concentration_prior: tuple | None = None
     kind = "negbinomial"
+    update_params_every_sweep = False
 
     def __post_init__(self):
         if self.concentration is not None:
@@ -487,6 +492,7 @@ class GammaLikelihood(Likelihood):
     shape_prior: tuple | None = None
     kind = "gamma"
     beta = 0.0
+    update_params_every_sweep = False
 
     def __post_init__(self):
         if self.shape is not None:

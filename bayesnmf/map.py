@@ -115,13 +115,19 @@ def _kernels(model: NMFModel, masked: bool, n_trace: int, check_every: int,
         # One unbatched loop over chunks of check_every sweeps, with the sweeps
         # vmapped over restarts: the trip count is a scalar, so the state of
         # finished restarts is selected once per chunk, not once per sweep.
+        every_sweep = lik.update_params_every_sweep
+
         def sweep(W, H, params, cache):
             pW = Frozen() if fixed == "W" else prior_W.bind(params, "W")
             pH = Frozen() if fixed == "H" else prior_H.bind(params, "H")
             W, H, cache = lik.sweep(X, mask, W, H, params, pW, pH, cache)
-            params = lik.update_params(X, mask, W, H, params, cache)
+            if every_sweep:
+                params = lik.update_params(X, mask, W, H, params, cache)
             params = model.update_prior_params(W, H, params)
             return W, H, params, cache
+
+        def chunk_params(W, H, params, cache):
+            return lik.update_params(X, mask, W, H, params, cache)
 
         sweeps = jax.vmap(sweep)
         objectives = jax.vmap(objective, in_axes=(None, None, 0, 0, 0, 0))
@@ -136,6 +142,8 @@ def _kernels(model: NMFModel, masked: bool, n_trace: int, check_every: int,
             W, H, params, cache = jax.lax.fori_loop(
                 0, n, lambda _, t: sweeps(*t), (s.W, s.H, s.params, s.cache)
             )
+            if not every_sweep:
+                params = jax.vmap(chunk_params)(W, H, params, cache)
             obj = objectives(X, mask, W, H, params, cache)
             decrease = s.objective - obj
             converged = (tol > 0) & (decrease <= tol * (s.objective0 - obj))
