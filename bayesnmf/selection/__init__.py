@@ -5,10 +5,16 @@
 consensus clustering of samples (cophenetic correlation, dispersion, PAC), the
 silhouette stability of components across restarts, and ARD's effective rank.
 :func:`fit_ard` estimates the rank from one over-specified ARD fit.
+:func:`compare_likelihoods` ranks noise models by held-out predictive evidence.
 """
 
 from bayesnmf.selection._ard import ARDResult, fit_ard, relevance_table
 from bayesnmf.selection._bcv import bcv_folds, bcv_log_density
+from bayesnmf.selection._compare import (
+    LikelihoodComparison,
+    compare_likelihoods,
+    discretized_log_prob,
+)
 from bayesnmf.selection._consensus import (
     SilhouetteStability,
     connectivity,
@@ -30,16 +36,19 @@ from bayesnmf.selection._survey import (
 
 __all__ = [
     "ARDResult",
+    "LikelihoodComparison",
     "RankSurvey",
     "SilhouetteStability",
     "bcv_folds",
     "bcv_log_density",
+    "compare_likelihoods",
     "connectivity",
     "consensus_clusters",
     "consensus_matrix",
     "consensus_order",
     "cophenetic_correlation",
     "default_evidence_priors",
+    "discretized_log_prob",
     "dispersion",
     "entry_folds",
     "fit_ard",

@@ -22,6 +22,8 @@ gives a probability of the observed count.
 
 from __future__ import annotations
 
+import functools
+import time
 import warnings
 from dataclasses import dataclass, field
 
@@ -47,10 +49,12 @@ class LikelihoodComparison:
     Attributes
     ----------
     table : pandas.DataFrame
-        One row per model, best first: ``heldout_lpd`` (sum over entries),
-        ``heldout_se``, ``lpd_per_entry``, ``diff`` and ``diff_se`` (paired
-        difference from the best and its standard error), ``scored_as``
-        (``density``, ``mass`` or ``discretised density``) and, with
+        One row per model (index ``model``), best first: ``heldout_lpd``
+        (sum over entries), ``heldout_se``, ``lpd_per_entry``, ``diff`` and
+        ``diff_se`` (paired difference from the best and its standard error),
+        ``scored_as`` (``density``, ``mass``, ``discretised density`` or ``as
+        programmed`` for a custom program), ``converged`` (share of the folds
+        whose fit met its tolerance) and, with
         ``loo=True``, ArviZ's PSIS-LOO columns ``elpd_loo``, ``loo_se``,
         ``p_loo``, ``khat_bad``.
     pointwise : dict of str to ndarray of shape (n_features, n_samples)
@@ -61,6 +65,12 @@ class LikelihoodComparison:
     notes : list of str
         Models that could not be scored, and why.
     settings : dict
+        The arguments of the comparison, the data shape, the number of scored
+        entries (``n_scored``) and a description of every model
+        (``models``: name to text).
+    fold_params : dict of str to list of dict
+        The likelihood's fitted parameters (noise variance, concentration, ...)
+        of each model in each fold, as floats.
     """
 
     table: pd.DataFrame
@@ -68,25 +78,77 @@ class LikelihoodComparison:
     loo_table: pd.DataFrame | None = None
     notes: list = field(default_factory=list)
     settings: dict = field(default_factory=dict)
+    fold_params: dict = field(default_factory=dict)
 
     @property
     def best(self) -> str:
+        """Name of the model with the highest held-out log density."""
         return str(self.table.index[0])
 
     def summary(self) -> str:
+        """Return the table as text, with a header line, the verdict and the notes."""
         cols = [c for c in ("heldout_lpd", "heldout_se", "lpd_per_entry", "diff",
-                            "diff_se", "scored_as", "elpd_loo", "loo_se", "khat_bad")
+                            "diff_se", "scored_as", "converged", "elpd_loo",
+                            "loo_se", "khat_bad")
                 if c in self.table]
         with pd.option_context("display.width", 120, "display.max_columns", 20):
             text = self.table[cols].to_string(float_format=lambda v: f"{v:.4g}")
+        s = self.settings
+        scoring = {"map": "plug-in at the MAP fit",
+                   "vi": "posterior predictive of the VI fit"}.get(s.get("method"))
         lines = [
-            f"Likelihood comparison at rank {self.settings.get('rank')}, "
-            f"{self.settings.get('n_folds')}-fold held-out entries",
+            f"Likelihood comparison at rank {s.get('rank')}: "
+            f"{s.get('n_folds')}-fold held-out entries ({s.get('n_scored')} "
+            f"scored), {scoring}",
             text,
-            f"Best: {self.best}.",
+            f"Best: {self.best}{self._margin()}.",
         ]
         lines += [f"Note: {n}" for n in self.notes]
         return "\n".join(lines)
+
+    def _margin(self) -> str:
+        if len(self.table) < 2:
+            return ""
+        second = self.table.iloc[1]
+        margin, se = -float(second["diff"]), float(second["diff_se"])
+        ratio = f"{margin / se:.1f} x" if se > 0 else "inf x"
+        return (f", ahead of {self.table.index[1]} by {margin:.4g} "
+                f"({ratio} its standard error {se:.3g})")
+
+    def to_dict(self) -> dict:
+        """Everything but the pointwise arrays, as JSON-ready Python objects.
+
+        Keys: ``best``, ``table`` (a list of rows, each with its ``model``
+        name), ``loo_table`` (likewise, or None), ``notes``, ``settings`` and
+        ``fold_params``.
+        """
+        def rows(frame):
+            if frame is None:
+                return None
+            out = frame.reset_index(names="model")
+            return [{k: _plain(v) for k, v in row.items()}
+                    for row in out.to_dict(orient="records")]
+
+        return {
+            "best": self.best,
+            "table": rows(self.table),
+            "loo_table": rows(self.loo_table),
+            "notes": list(self.notes),
+            "settings": {k: _plain(v) for k, v in self.settings.items()},
+            "fold_params": {name: [{k: float(v) for k, v in p.items()} for p in ps]
+                            for name, ps in self.fold_params.items()},
+        }
+
+
+def _plain(value):
+    """Convert NumPy scalars, also inside dicts and lists, to Python objects."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 def _is_integer(X, mask) -> bool:
@@ -180,26 +242,40 @@ def _score(model: NMFModel, X, fit, discretize: bool):
         return np.asarray(jax.device_get(lp))
 
 
+#: Draws scored at a time by the posterior predictive (bounds the memory to
+#: about ten arrays of this many times n_features x n_samples floats).
+_DRAW_CHUNK = 50
+
+
 def _predictive_score(model, X, res, discretize: bool):
     r"""Log posterior predictive density of every entry, from the fit's draws.
 
     :math:`\log \frac1S \sum_s p(x_{ij} \mid \theta_s)` over the S draws of the
-    variational approximation.
+    variational approximation, accumulated over chunks of draws.
     """
     from scipy.special import logsumexp
 
-    ll = _pointwise_draws(model, X, res, discretize)
-    ll = ll.reshape((-1,) + np.shape(X))
-    return logsumexp(ll, axis=0) - np.log(ll.shape[0])
+    n_chains, n_draws = np.shape(res.draws["W"])[:2]
+    total = None
+    for start in range(0, n_draws, _DRAW_CHUNK):
+        part = {k: np.asarray(v)[:, start:start + _DRAW_CHUNK]
+                for k, v in res.draws.items()}
+        ll = _pointwise_draws(model, X, res, discretize, draws=part)
+        chunk = logsumexp(ll.reshape((-1,) + np.shape(X)), axis=0)
+        total = chunk if total is None else np.logaddexp(total, chunk)
+    return total - np.log(n_chains * n_draws)
 
 
-def _pointwise_draws(model, X, res, discretize: bool) -> np.ndarray:
-    """``log p(x_ij | theta_s)`` for every draw: shape (chain, draw, m, n)."""
+def _pointwise_draws(model, X, res, discretize: bool, draws=None) -> np.ndarray:
+    """``log p(x_ij | theta_s)`` for every draw: shape (chain, draw, m, n).
+
+    ``draws`` replaces ``res.draws`` (a subset of them).
+    """
     import jax.numpy as jnp
 
     from .._precision import precision_scope
 
-    draws = res.draws
+    draws = res.draws if draws is None else draws
     with precision_scope(np.float64):
         Xj = jnp.asarray(X)
         if isinstance(model, NMFModel):
@@ -221,8 +297,17 @@ def _pointwise_draws(model, X, res, discretize: bool) -> np.ndarray:
         return np.asarray(ll, dtype=np.float64)
 
 
+#: Gamma (shape, rate) priors given to an estimated NB concentration or gamma
+#: shape that has none when VI fits the model: exponential, mean 100 and 10.
+#: Without a proper prior the dispersion of Poisson-like counts runs off to
+#: infinity under SVI and the log probabilities lose every digit.
+VI_CONCENTRATION_PRIOR = (1.0, 0.01)
+VI_SHAPE_PRIOR = (1.0, 0.1)
+
+
 def _vi_model(model, X):
-    """The model VI fits: flat priors replaced by weakly informative ones."""
+    """Return the model VI fits: flat priors replaced by weakly informative ones."""
+    from ..likelihoods import GammaLikelihood, NegativeBinomial
     from ._survey import default_evidence_priors
 
     if not isinstance(model, NMFModel):
@@ -233,10 +318,80 @@ def _vi_model(model, X):
         # of the variance of X (the closed-form engine needs a proper one).
         lik = type(lik)(None, noise_var_shape=2.0,
                         noise_var_rate=0.1 * float(np.var(X)))
+    if isinstance(lik, NegativeBinomial) and lik.estimates_concentration and (
+            lik.concentration_prior is None):
+        lik = NegativeBinomial(None, concentration_prior=VI_CONCENTRATION_PRIOR)
+    if isinstance(lik, GammaLikelihood) and lik.estimates_shape and (
+            lik.shape_prior is None):
+        lik = GammaLikelihood(None, shape_prior=VI_SHAPE_PRIOR)
     pW, pH = model.prior_W, model.prior_H
     if not model.proper:
         pW, pH = default_evidence_priors(X, model.rank, lik)
     return NMFModel(model.rank, lik, pW, pH)
+
+
+#: Arguments of the variational engines that compare_likelihoods sets itself.
+_FIXED_OPTIONS = ("X", "model", "mask", "seed", "warn")
+
+
+def _vi_engines() -> dict:
+    from ..vi import fit_svi, fit_vi_gaussian, fit_vi_poisson
+
+    return {"cavi-poisson-gamma": fit_vi_poisson,
+            "cavi-gaussian-tn": fit_vi_gaussian, "svi": fit_svi}
+
+
+def _check_vi_options(vi_options) -> dict:
+    import inspect
+
+    options = dict(vi_options or {})
+    accepted = set().union(*(inspect.signature(fn).parameters
+                             for fn in _vi_engines().values()))
+    fixed = sorted(set(options) & set(_FIXED_OPTIONS))
+    if fixed:
+        raise ValueError(
+            f"vi_options: {fixed} are set by compare_likelihoods itself; remove "
+            "them (the fold masks and seeds are shared by every model)."
+        )
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise ValueError(
+            f"vi_options: {unknown} are not arguments of any variational engine "
+            "(fit_svi, fit_vi_poisson, fit_vi_gaussian)."
+        )
+    return options
+
+
+def _engine_options(model, options: dict) -> dict:
+    """Keep the entries of ``options`` that the engine fitting ``model`` accepts.
+
+    ``num_steps`` means something only to SVI, ``max_iter`` only to the
+    closed-form engines: each engine gets the options it knows.
+    """
+    import inspect
+
+    from .._api import vi_engine
+
+    fn = _vi_engines()[vi_engine(model)]
+    params = inspect.signature(fn).parameters
+    return {k: v for k, v in options.items() if k in params}
+
+
+def _check_scores(name, lp, held, scored_as, notes) -> bool:
+    """Check that held-out scores are log probabilities; if not, add a note."""
+    pts = lp[held]
+    bad = ~np.isfinite(pts)
+    if scored_as in ("mass", "discretised density"):
+        # A probability is at most 1; allow rounding of an exact 0.
+        bad |= pts > 1e-8
+    if not bad.any():
+        return True
+    notes.append(
+        f"{name}: {int(bad.sum())} held-out entries got a log probability that is "
+        "infinite, NaN or above 0 (a numerical failure of the fit or of the "
+        "density); left out."
+    )
+    return False
 
 
 def compare_likelihoods(
@@ -289,7 +444,10 @@ def compare_likelihoods(
         :math:`\log \frac1S \sum_s p(x_{ij} \mid \theta_s)`. Custom
         programs need ``"vi"``.
     vi_options : dict, optional
-        Extra arguments of the variational engine (``num_steps``, ...).
+        Extra arguments of the variational engines (``num_steps``,
+        ``num_draws``, ``max_iter``, ...); each engine gets those it accepts
+        (``num_steps`` goes to SVI only, ``max_iter`` to the closed-form
+        engines). Used by ``method="vi"`` and ``loo=True``.
     loo : bool, default False
         Also fit each model by variational inference (proper priors:
         :func:`~bayesnmf.selection.default_evidence_priors` replace flat ones)
@@ -301,11 +459,40 @@ def compare_likelihoods(
     -------
     LikelihoodComparison
 
+    Raises
+    ------
+    ValueError
+        For bad arguments, or when fewer than two models can score the data.
+
+    Warns
+    -----
+    UserWarning
+        When a model's held-out scores are not valid log probabilities (NaN,
+        infinite, or a log mass above 0); it is left out.
+    ConvergenceWarning
+        With ``loo=True``, when some Pareto k values exceed ArviZ's reliable
+        threshold.
+
     Notes
     -----
     A count likelihood (Poisson, negative binomial) needs integer data; the
     gamma likelihood needs strictly positive data. Models whose support does
     not fit the data are listed in ``notes`` and left out.
+
+    Variational fits of built-in models whose noise parameter is estimated
+    under a flat prior get a weak proper one: an inverse gamma on the Gaussian
+    variance, exponential priors with mean 100 on the negative binomial
+    concentration and mean 10 on the gamma shape.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bayesnmf.selection._compare import compare_likelihoods
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.poisson(rng.gamma(1.0, 1.0, (30, 3)) @ rng.gamma(1.0, 5.0, (3, 20)))
+    >>> cmp = compare_likelihoods(X, ["poisson", "gaussian"], rank=3, n_folds=3)
+    >>> cmp.best
+    'poisson'
     """
     data = as_nmf_data(X, mask=mask)
     if method not in ("map", "vi"):
@@ -315,7 +502,10 @@ def compare_likelihoods(
     n_restarts = check_positive_int(n_restarts, "n_restarts")
     seed = check_seed(seed)
     if discretize not in ("auto", True, False):
-        raise ValueError(f"discretize: expected 'auto', True or False, got {discretize!r}.")
+        raise ValueError(
+            f"discretize: expected 'auto', True or False, got {discretize!r}."
+        )
+    vi_options = _check_vi_options(vi_options)
     integer = _is_integer(data.X, data.mask)
     disc = integer if discretize == "auto" else bool(discretize)
 
@@ -341,11 +531,16 @@ def compare_likelihoods(
 
     folds = entry_folds(data.mask, data.shape, n_folds, seed)
     pointwise = {name: np.full(data.shape, np.nan) for name in usable}
+    fold_params = {name: [] for name in usable}
+    converged = {name: [] for name in usable}
+    seconds = dict.fromkeys(usable, 0.0)
+    ranks = set()
     for k in range(n_folds):
         train = ((folds >= 0) & (folds != k)).astype(float)
         held = folds == k
         for name, model in usable.items():
             fold_seed = _rank_seed(seed, 0, 200 + k)
+            started = time.perf_counter()
             if method == "map":
                 fit = fit_map(data.X, model, mask=train, n_restarts=n_restarts,
                               seed=fold_seed, max_iter=max_iter, tol=tol,
@@ -356,35 +551,51 @@ def compare_likelihoods(
                 from .._api import fit as fit_any
 
                 vmodel = _vi_model(model, data.X)
-                res = fit_any(data.X, vmodel, method="vi", mask=train, seed=fold_seed,
-                              warn=False, **(vi_options or {}))
-                lp = _predictive_score(vmodel, data.X, res, disc)
+                fit = fit_any(data.X, vmodel, method="vi", mask=train, seed=fold_seed,
+                              warn=False, **_engine_options(vmodel, vi_options))
+                lp = _predictive_score(vmodel, data.X, fit, disc)
+            seconds[name] += time.perf_counter() - started
             pointwise[name][held] = lp[held]
+            fold_params[name].append({p: float(v) for p, v in fit.params.items()})
+            converged[name].append(bool(fit.converged))
+            ranks.add(int(fit.model.rank))
 
     observed = folds >= 0
+    scored_as = {name: _scored_as(model, disc) for name, model in usable.items()}
+    failed = []
+    for name in list(usable):
+        if not _check_scores(name, pointwise[name], observed, scored_as[name],
+                             failed):
+            del usable[name], pointwise[name], fold_params[name]
+    notes += failed
+    if failed:
+        warnings.warn(" ".join(failed), UserWarning, stacklevel=2)
+    if len(usable) < 2:
+        raise ValueError(
+            "models: fewer than two models gave valid held-out scores. "
+            + " ".join(notes)
+        )
+
     rows = {}
     for name, lp in pointwise.items():
         pts = lp[observed]
-        model = usable[name]
-        kind = model.likelihood.kind if isinstance(model, NMFModel) else "custom"
         rows[name] = {
             "heldout_lpd": float(pts.sum()),
             "heldout_se": float(np.sqrt(pts.size) * pts.std(ddof=1)),
             "lpd_per_entry": float(pts.mean()),
-            "scored_as": (
-                "as programmed" if kind == "custom" else "mass"
-                if kind not in CONTINUOUS else "discretised density" if disc
-                else "density"),
+            "scored_as": scored_as[name],
+            "converged": float(np.mean(converged[name])),
         }
     table = pd.DataFrame(rows).T
     table = table.astype({c: float for c in ("heldout_lpd", "heldout_se",
-                                             "lpd_per_entry")})
-    table = table.sort_values("heldout_lpd", ascending=False)
+                                             "lpd_per_entry", "converged")})
+    table = table.sort_values("heldout_lpd", ascending=False, kind="stable")
     best = table.index[0]
     for name in table.index:
         diff = pointwise[name][observed] - pointwise[best][observed]
         table.loc[name, "diff"] = float(diff.sum())
         table.loc[name, "diff_se"] = float(np.sqrt(diff.size) * diff.std(ddof=1))
+    table.index.name = "model"
 
     loo_table = None
     if loo:
@@ -395,26 +606,56 @@ def compare_likelihoods(
         pointwise=pointwise,
         loo_table=loo_table,
         notes=notes,
-        settings={"rank": rank, "n_folds": n_folds, "method": method,
-                  "n_restarts": n_restarts, "seed": seed, "discretize": disc},
+        settings={
+            "rank": rank if rank is not None else (
+                ranks.pop() if len(ranks) == 1 else None),
+            "n_folds": n_folds, "method": method, "n_restarts": n_restarts,
+            "seed": seed, "discretize": disc, "shape": tuple(data.shape),
+            "n_scored": int(observed.sum()),
+            "models": {name: _describe(m) for name, m in usable.items()},
+            "seconds": seconds,
+        },
+        fold_params=fold_params,
     )
+
+
+def _scored_as(model, disc: bool) -> str:
+    if not isinstance(model, NMFModel):
+        return "as programmed"
+    if model.likelihood.kind not in CONTINUOUS:
+        return "mass"
+    return "discretised density" if disc else "density"
+
+
+def _describe(model) -> str:
+    if isinstance(model, NMFModel):
+        return model.describe()
+    if isinstance(model, functools.partial):
+        args = ", ".join(f"{k}={_short(v)}" for k, v in model.keywords.items())
+        return f"{_describe(model.func)}({args})"
+    return "custom NumPyro model " + getattr(model, "__qualname__",
+                                            type(model).__name__)
+
+
+def _short(value) -> str:
+    if np.ndim(value) > 0:
+        return f"<array of shape {np.shape(value)}>"
+    return repr(value)
 
 
 def _loo_compare(data, models, disc, seed, table, vi_options):
     """PSIS-LOO of variational fits, compared with ArviZ; fills ``table``."""
-    import jax.numpy as jnp
     from arviz_base import from_dict
     from arviz_stats import compare, loo
 
     from .._api import fit
-    from .._precision import precision_scope
     from .._warnings import ConvergenceWarning
 
     trees = {}
     for name, model in models.items():
         vmodel = _vi_model(model, data.X)
         res = fit(data, vmodel, method="vi", seed=seed, warn=False,
-                  **(vi_options or {}))
+                  **_engine_options(vmodel, vi_options))
         ll = _pointwise_draws(vmodel, data.X, res, disc)
         if data.mask is not None:
             ll = ll[..., data.mask > 0]
@@ -435,13 +676,17 @@ def _loo_compare(data, models, disc, seed, table, vi_options):
             table.loc[name, "p_loo"] = float(res.p)
             table.loc[name, "khat_bad"] = float(np.mean(k > good))
         cmp = compare(trees)
-    bad = {n: round(table.loc[n, "khat_bad"], 3) for n in trees
+    # ArviZ's own Pareto k warnings are summarised in one; others pass through.
+    for w in caught:
+        if "pareto" not in str(w.message).lower():
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    bad = {n: round(float(table.loc[n, "khat_bad"]), 3) for n in trees
            if table.loc[n, "khat_bad"] > 0}
-    if bad or caught:
+    if bad:
         warnings.warn(
             "PSIS-LOO from variational draws: share of entries with Pareto k above "
-            f"the reliable threshold: {bad or 'none'}. Variational draws are not "
-            "posterior draws; trust the held-out comparison more than LOO here.",
+            f"the reliable threshold: {bad}. Variational draws are not posterior "
+            "draws; trust the held-out comparison more than LOO here.",
             ConvergenceWarning,
             stacklevel=3,
         )

@@ -35,7 +35,7 @@ import pandas as pd
 import bayesnmf as bn
 from bayesnmf.datasets import load_breast21
 from bayesnmf.plotting import plot_likelihood_comparison
-from bayesnmf.selection._compare import compare_likelihoods
+from bayesnmf.selection import compare_likelihoods
 
 # %%
 data = load_breast21()

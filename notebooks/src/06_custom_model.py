@@ -36,7 +36,7 @@ import pandas as pd
 
 import bayesnmf as bn
 from bayesnmf.datasets import load_pbmc
-from bayesnmf.selection._compare import compare_likelihoods
+from bayesnmf.selection import compare_likelihoods
 
 # %% [markdown]
 # ## Data
