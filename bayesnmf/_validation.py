@@ -214,7 +214,9 @@ def as_nmf_data(
     )
 
 
-def check_rank(rank, shape: tuple[int, int] | None = None, *, init: str = "random") -> int:
+def check_rank(
+    rank, shape: tuple[int, int] | None = None, *, init: str = "random"
+) -> int:
     """Check that ``rank`` is an integer >= 1 (and fits an SVD-based start)."""
     if isinstance(rank, bool) or not isinstance(rank, numbers.Integral):
         raise TypeError(f"rank: expected a positive integer, got {rank!r}.")

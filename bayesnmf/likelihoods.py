@@ -6,7 +6,7 @@ Each likelihood is a noise model whose negative log density is a
 ========================  =====  ==============================================
 likelihood                β      loss
 ========================  =====  ==============================================
-:class:`Gaussian`         2      Frobenius, :math:`\tfrac{1}{2\sigma^2}\lVert X - WH\rVert^2`
+:class:`Gaussian`         2      Frobenius, :math:`\lVert X - WH\rVert^2 / 2\sigma^2`
 :class:`Poisson`          1      generalised Kullback-Leibler
 ========================  =====  ==============================================
 
@@ -156,7 +156,8 @@ class Gaussian(Likelihood):
                     f"noise_scale={self.noise_scale:g}."
                 )
             for name in ("noise_var_shape", "noise_var_rate"):
-                object.__setattr__(self, name, check_positive(getattr(self, name), name))
+                value = check_positive(getattr(self, name), name)
+                object.__setattr__(self, name, value)
 
     @property
     def estimates_noise(self) -> bool:
@@ -336,8 +337,11 @@ def _as_prior_pair(value, name):
         return None
     pair = tuple(float(v) for v in value)
     if len(pair) != 2:
-        raise ValueError(f"{name}: expected (shape, rate) of a gamma prior, got {value!r}.")
-    return (check_positive(pair[0], f"{name}[0]"), check_positive(pair[1], f"{name}[1]"))
+        raise ValueError(
+            f"{name}: expected (shape, rate) of a gamma prior, got {value!r}."
+        )
+    return (check_positive(pair[0], f"{name}[0]"),
+            check_positive(pair[1], f"{name}[1]"))
 
 
 @dataclass(frozen=True)

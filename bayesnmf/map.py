@@ -189,7 +189,8 @@ def _restart_keys(seed: int, n_restarts: int):
 def _check_init_arrays(W_init, H_init, shape, rank):
     m, n = shape
     out = []
-    for name, arr, tail in (("W_init", W_init, (m, rank)), ("H_init", H_init, (rank, n))):
+    pairs = (("W_init", W_init, (m, rank)), ("H_init", H_init, (rank, n)))
+    for name, arr, tail in pairs:
         if arr is None:
             raise ValueError(f"{name}: init='custom' needs both W_init and H_init.")
         arr = np.asarray(arr, dtype=np.float64)

@@ -49,7 +49,7 @@ class NMFModel:
     Examples
     --------
     >>> from bayesnmf import NMFModel, Poisson, Gamma
-    >>> model = NMFModel(3, Poisson(), prior_W=Gamma(1.0, 1.0), prior_H=Gamma(1.0, 0.01))
+    >>> model = NMFModel(3, Poisson(), Gamma(1.0, 1.0), Gamma(1.0, 0.01))
     """
 
     rank: int

@@ -360,7 +360,8 @@ class ARD(Prior):
         """``-log p(W | λ) - log p(H | λ) - log p(λ)``, constants included."""
         m, n = W.shape[0], H.shape[1]
         lam = relevance
-        per_entry = 0.0 if self.penalty == "exponential" else 0.5 * math.log(math.pi / 2)
+        per_entry = (0.0 if self.penalty == "exponential"
+                     else 0.5 * math.log(math.pi / 2))
         data = (self.norm(W, 0) + self.norm(H, 1)) / lam
         data = data + self.kappa * (m + n) * jnp.log(lam) + (m + n) * per_entry
         a, b = self.shape, self.rate
@@ -442,7 +443,9 @@ def ard_defaults(X, rank: int, penalty: str = "exponential", shape=None) -> ARD:
     mean = float(np.nanmean(X))
     if penalty == "exponential":
         if a <= 2:
-            raise ValueError(f"shape: the exponential ARD default needs shape > 2, got {a:g}.")
+            raise ValueError(
+                f"shape: the exponential ARD default needs shape > 2, got {a:g}."
+            )
         b = math.sqrt((a - 1.0) * (a - 2.0) * mean / rank)
     else:
         b = math.pi / 2 * (a - 1.0) * mean / rank

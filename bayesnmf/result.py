@@ -138,7 +138,8 @@ class NMFResult:
             f"data: {len(self.feature_names)} features x {len(self.sample_names)} "
             "samples",
             f"{self.objective_name}: {self.objective:.6g}",
-            f"iterations: {self.n_iter} ({'converged' if self.converged else 'NOT converged'})",
+            f"iterations: {self.n_iter} "
+            f"({'converged' if self.converged else 'NOT converged'})",
         ]
         if self.restarts:
             obj = np.asarray(self.restarts["objective"])
@@ -197,7 +198,8 @@ class NMFResult:
             "trace": self.trace,
             "trace_iter": self.trace_iter,
         }
-        arrays.update({f"restarts/{k}": np.asarray(v) for k, v in self.restarts.items()})
+        arrays.update({f"restarts/{k}": np.asarray(v)
+                       for k, v in self.restarts.items()})
         arrays.update({f"draws/{k}": np.asarray(v) for k, v in self.draws.items()})
         arrays.update({f"extra/{k}": self.extra[k] for k in meta["extra_keys"]})
         path.parent.mkdir(parents=True, exist_ok=True)

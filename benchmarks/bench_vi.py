@@ -124,8 +124,10 @@ def main(argv=None):
     vi_first, vi_it = rows["vi"]
     map_first, map_it = rows["map"]
     print(f"500x200 rank 5 Poisson, gamma priors, {n_iter} iterations, float64")
-    print(f"  closed-form VI: {vi_it * 1e3:.3f} ms/iteration (first call {vi_first:.1f} s)")
-    print(f"  MAP engine    : {map_it * 1e3:.3f} ms/iteration (first call {map_first:.1f} s)")
+    print(f"  closed-form VI: {vi_it * 1e3:.3f} ms/iteration "
+          f"(first call {vi_first:.1f} s)")
+    print(f"  MAP engine    : {map_it * 1e3:.3f} ms/iteration "
+          f"(first call {map_first:.1f} s)")
     ratio = vi_it / map_it
     print(f"  VI / MAP time per iteration: {ratio:.2f}x (target <= 2x: "
           f"{'met' if ratio <= 2 else 'MISSED'})")

@@ -380,8 +380,8 @@ def fit_svi(
     init : {"map", "prior"}, default "map"
         Centre of the starting q (coefficient of variation 0.1). ``"map"`` uses
         a quick :func:`~bayesnmf.fit_map` (NNDSVDa start, at most 300 sweeps)
-        for built-in models whose priors allow a MAP estimate; otherwise, and for ``"prior"``, W and H
-        start at data-scaled random values and other sites at their prior
+        for built-in models whose priors allow a MAP estimate; otherwise, and
+        for ``"prior"``, W and H start at data-scaled random values and other sites at their prior
         median. Entries below 1% of their site's mean are raised to it (the log
         of 0 does not exist). Ignored by a custom guide.
     num_draws : int, default 500
