@@ -135,10 +135,18 @@ def verdict(record: dict) -> str:
                 + f"; their median count is {tail['top1pct_median_count']:.0f}, "
                 f"against {record['median_count']:.0f} over all entries."
             )
-    if min(ratios) < 2:
-        text += (" A lead under 2 standard errors is not decisive by the usual "
-                 "rule; with pointwise differences this heavy-tailed, the "
-                 "standard error is itself inflated by the same few entries.")
+    for row, ratio in zip(rows[1:], ratios, strict=True):
+        if ratio >= 2:
+            continue
+        name, wins = row["model"], record["best_wins"][row["model"]]
+        text += (
+            f" The lead over {name} is under 2 standard errors, not decisive by "
+            "the usual rule, but that standard error is inflated by the same few "
+            "extreme entries; "
+            + (f"{best} also does better on most entries ({wins:.0%})."
+               if wins >= 0.6 else
+               f"on a typical entry the two are close ({best} does better on "
+               f"{wins:.0%})."))
     folds = record["comparison"]["fold_params"].get("negbinomial")
     if folds:
         r = float(np.median([p["concentration"] for p in folds]))
