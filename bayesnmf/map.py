@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._init import INITS, nndsvd, nndsvdar_fill, random_init
+from ._init import restart_keys as _restart_keys
 from ._precision import precision_scope, resolve_dtype
 from ._validation import (
     NMFData,
@@ -178,12 +179,6 @@ def _random_starts(X, mask, keys, rank):
 @jax.jit
 def _filled_starts(X, W, H, keys):
     return jax.vmap(lambda key: nndsvdar_fill(key, W, H, X))(keys)
-
-
-def _restart_keys(seed: int, n_restarts: int):
-    # fold_in keeps restart i the same whatever the number of restarts.
-    key = jax.random.key(seed)
-    return jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(n_restarts))
 
 
 def _check_init_arrays(W_init, H_init, shape, rank):

@@ -23,11 +23,19 @@ Restarts are batched with :func:`jax.vmap` into one compiled call; each runs a
 ``check_every`` sweeps is at most ``tol`` times its increase since the start,
 or at ``max_iter`` sweeps (the rule of :func:`~bayesnmf.fit_map`).
 
+Each sweep ends with an exact step along every component's scale
+(:func:`rescale_components`), and by default the sweeps run in monotone
+SQUAREM cycles (:func:`squarem_cycle`).
+
 References
 ----------
 Cemgil, A. T. (2009). Bayesian inference for nonnegative matrix factorisation
 models. Computational Intelligence and Neuroscience, 785152.
 https://doi.org/10.1155/2009/785152
+
+Varadhan, R. and Roland, C. (2008). Simple and globally convergent methods for
+accelerating the convergence of any EM algorithm. Scandinavian Journal of
+Statistics, 35(2), 335-353.
 """
 
 from __future__ import annotations
@@ -41,9 +49,11 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.special import digamma, gammaln
+from .._special import digamma_pos as digamma
+from .._special import gammaln_pos as gammaln
 
 from .._init import random_init
+from .._init import restart_keys as _restart_keys
 from .._precision import precision_scope, resolve_dtype
 from .._validation import (
     NMFData,
@@ -104,6 +114,9 @@ class CAVIState(NamedTuple):
         Negative ELBO at each check, NaN after the last one.
     n_checks : int array
         Checks done (index of the last filled entry of ``trace``).
+    step_max : float array
+        Largest extrapolation step of the next accelerated cycle (unused
+        without acceleration).
     """
 
     q: GammaFactors
@@ -115,6 +128,7 @@ class CAVIState(NamedTuple):
     converged: jax.Array
     trace: jax.Array
     n_checks: jax.Array
+    step_max: jax.Array
 
 
 # -- the kernel: pure functions of arrays ------------------------------------
@@ -186,8 +200,43 @@ def _column_rates(E_W, mask):
     return jnp.sum(E_W, axis=0)[:, None] if mask is None else E_W.T @ mask
 
 
+def rescale_components(q: GammaFactors, prior) -> GammaFactors:
+    r"""Move each component along its scale direction to the best ELBO.
+
+    Scaling :math:`q(w_{\cdot k})` by :math:`\gamma_k` and
+    :math:`q(h_{k\cdot})` by :math:`1/\gamma_k` (dividing :math:`\rho^W_{\cdot k}`
+    by :math:`\gamma_k`, multiplying :math:`\rho^H_{k\cdot}` by it) leaves
+    :math:`L^W L^H` and :math:`E^W E^H`, hence the data terms, unchanged; only
+    the prior and entropy terms move, as
+
+    .. math::
+
+        g(\gamma) = b_k\log\gamma - A_k\gamma - B_k/\gamma, \quad
+        b_k = \textstyle\sum_i a^W_{ik} - \sum_j a^H_{kj},\quad
+        A_k = \sum_i c^W_{ik}E^W_{ik},\quad B_k = \sum_j c^H_{kj}E^H_{kj},
+
+    which is concave with its maximum at the positive root of
+    :math:`A\gamma^2 - b\gamma - B = 0`. This exact coordinate step along the
+    direction in which the likelihood is flat removes the slow drift of the
+    plain sweeps (the source counts cannot move the scale; only the prior
+    can, a little per sweep). It never lowers the ELBO, and at a fixed point
+    of the sweeps :math:`\gamma = 1`. The root is taken in the form free of
+    cancellation for either sign of :math:`b`.
+    """
+    a_W, c_W, a_H, c_H = prior
+    E_W, E_H = q.shape_W / q.rate_W, q.shape_H / q.rate_H
+    b = (jnp.sum(jnp.broadcast_to(a_W, E_W.shape), axis=0)
+         - jnp.sum(jnp.broadcast_to(a_H, E_H.shape), axis=1))
+    A = jnp.sum(c_W * E_W, axis=0)
+    B = jnp.sum(c_H * E_H, axis=1)
+    root = jnp.sqrt(b * b + 4.0 * A * B)
+    gamma = jnp.where(b >= 0, (b + root) / (2.0 * A), 2.0 * B / (root - b))
+    return GammaFactors(q.shape_W, q.rate_W / gamma, q.shape_H,
+                        q.rate_H * gamma[:, None])
+
+
 def cavi_sweep(X, mask, q: GammaFactors, prior):
-    r"""One CAVI sweep: q(S) from the current L, then q(W), then q(H).
+    r"""One CAVI sweep: q(S) from the current L, q(W), q(H), then the scales.
 
     .. math::
 
@@ -197,7 +246,10 @@ def cavi_sweep(X, mask, q: GammaFactors, prior):
         \quad E^H = \alpha^H / \rho^H
 
     with :math:`\Sigma^W, \Sigma^H` from :func:`source_statistics` at the
-    :math:`L` of the incoming ``q``.
+    :math:`L` of the incoming ``q``; then :func:`rescale_components`, which
+    changes only the rates, so that :math:`\alpha = a + \Sigma` still holds
+    for :func:`elbo_augmented`. Each of the four steps maximises the ELBO
+    over its block exactly.
 
     Parameters
     ----------
@@ -227,7 +279,8 @@ def cavi_sweep(X, mask, q: GammaFactors, prior):
 
     shape_H = a_H + Sigma_H
     rate_H = jnp.broadcast_to(c_H + _column_rates(E_W, mask), shape_H.shape)
-    return GammaFactors(shape_W, rate_W, shape_H, rate_H), log_L
+    q = GammaFactors(shape_W, rate_W, shape_H, rate_H)
+    return rescale_components(q, prior), log_L
 
 
 def _expected_mean_sum(E_W, E_H, mask):
@@ -235,6 +288,27 @@ def _expected_mean_sum(E_W, E_H, mask):
     if mask is None:
         return jnp.sum(jnp.sum(E_W, axis=0) * jnp.sum(E_H, axis=1))
     return jnp.sum(E_W * (mask @ E_H.T))
+
+
+def log_factorial_total(X: np.ndarray, mask: np.ndarray | None) -> float:
+    r""":math:`\sum_{ij} M_{ij} \log\Gamma(x_{ij} + 1)` on the host, in float64.
+
+    A constant of the data, passed to the compiled kernels once per fit.
+    Integer counts are tallied with :func:`numpy.bincount` and
+    :math:`\log\Gamma` is evaluated once per distinct value (ten times faster
+    than entrywise on typical counts); other data fall back to SciPy entrywise.
+    """
+    from scipy.special import gammaln as gammaln_np
+
+    observed = X if mask is None else X[mask > 0]
+    if observed.size == 0:
+        return 0.0
+    top = float(observed.max())
+    if top <= 10 * observed.size + 1000 and np.array_equal(observed, np.round(observed)):
+        counts = np.bincount(observed.astype(np.int64).ravel())
+        values = np.flatnonzero(counts)
+        return float(counts[values] @ gammaln_np(values + 1.0))
+    return float(np.sum(gammaln_np(observed + 1.0)))
 
 
 def _log_factorial_sum(X, mask):
@@ -259,7 +333,8 @@ def gamma_kl(shape, rate, prior_shape, prior_rate):
     )
 
 
-def elbo_augmented(X, mask, q: GammaFactors, log_L_W, log_L_H, prior):
+def elbo_augmented(X, mask, q: GammaFactors, log_L_W, log_L_H, prior,
+                   log_factorial=None):
     r"""Cemgil's ELBO right after a sweep, from the L's that produced it.
 
     .. math::
@@ -274,6 +349,8 @@ def elbo_augmented(X, mask, q: GammaFactors, log_L_W, log_L_H, prior):
     The terms in :math:`\mathbb E\log W` and :math:`\mathbb E\log H` have
     cancelled, which is exact only when :math:`\alpha = a + \Sigma` with the
     :math:`\Sigma` of these L's, as :func:`cavi_sweep` leaves it.
+    ``log_factorial``, :math:`\sum_{ij} M_{ij}\log\Gamma(x_{ij}+1)`, is
+    computed when not given.
     """
     a_W, c_W, a_H, c_H = prior
     LW, LH, log_LW, log_LH, P, _ = _shifted(log_L_W, log_L_H)
@@ -283,7 +360,7 @@ def elbo_augmented(X, mask, q: GammaFactors, log_L_W, log_L_H, prior):
     E_W, E_H = q.shape_W / q.rate_W, q.shape_H / q.rate_H
     data = (
         -_expected_mean_sum(E_W, E_H, mask)
-        - _log_factorial_sum(X, mask)
+        - (_log_factorial_sum(X, mask) if log_factorial is None else log_factorial)
         - jnp.sum(_masked(X, mask) * p_log_p)
     )
 
@@ -300,7 +377,7 @@ def elbo_augmented(X, mask, q: GammaFactors, log_L_W, log_L_H, prior):
     )
 
 
-def elbo_collapsed(X, mask, q: GammaFactors, prior):
+def elbo_collapsed(X, mask, q: GammaFactors, prior, log_factorial=None):
     r"""The ELBO with q(S) set optimally from the L's of ``q`` itself.
 
     .. math::
@@ -311,7 +388,7 @@ def elbo_collapsed(X, mask, q: GammaFactors, prior):
         - \sum_{kj}\mathrm{KL}\big(q(h_{kj}) \Vert p(h_{kj})\big)
 
     Valid for any q(W), q(H); it equals :func:`elbo_augmented` at a fixed
-    point of the sweep.
+    point of the sweep. ``log_factorial`` as in :func:`elbo_augmented`.
     """
     a_W, c_W, a_H, c_H = prior
     log_L_W, log_L_H = _log_geometric_means(q)
@@ -320,7 +397,7 @@ def elbo_collapsed(X, mask, q: GammaFactors, prior):
     data = (
         jnp.sum(_masked(X, mask) * (shift + jnp.log(P)))
         - _expected_mean_sum(E_W, E_H, mask)
-        - _log_factorial_sum(X, mask)
+        - (_log_factorial_sum(X, mask) if log_factorial is None else log_factorial)
     )
     return (
         data
@@ -341,6 +418,68 @@ def random_factors(key, X, mask, rank: int, prior) -> GammaFactors:
     shape_W = jnp.broadcast_to(jnp.asarray(a_W, X.dtype), W.shape)
     shape_H = jnp.broadcast_to(jnp.asarray(a_H, X.dtype), H.shape)
     return GammaFactors(shape_W, shape_W / W, shape_H, shape_H / H)
+
+
+def _log_params(q: GammaFactors) -> GammaFactors:
+    return GammaFactors(*(jnp.log(v) for v in q))
+
+
+def squarem_cycle(X, mask, q0: GammaFactors, elbo0, step_max, prior,
+                  log_factorial=None):
+    r"""One monotone SQUAREM cycle (Varadhan and Roland 2008) of CAVI sweeps.
+
+    With the sweep :math:`F` acting on :math:`\theta = \log(\alpha, \rho)`
+    (logs keep every parameter positive),
+
+    .. math::
+
+        \theta_1 = F(\theta_0),\quad \theta_2 = F(\theta_1),\quad
+        r = \theta_1 - \theta_0,\quad v = \theta_2 - 2\theta_1 + \theta_0,\quad
+        s = \min\big(\max(\lVert r\rVert / \lVert v\rVert, 1), s_{\max}\big),
+
+    the extrapolated point :math:`\theta_e = \theta_0 + 2 s r + s^2 v` is swept
+    once more, and the result kept when its collapsed ELBO is at least
+    ``elbo0`` (the result is then always the output of a CAVI sweep).
+    Otherwise the cycle falls back to :math:`\theta_2`, the plain two-sweep
+    result. (Checking the ELBO at :math:`\theta_e` itself would share
+    :math:`L^W L^H` with the sweep and cost less, but rejects many steps that
+    the sweep would have made good: about 40% more cycles on the benchmark.)
+    ``elbo0`` is a lower bound on the ELBO of ``q0``, so the ELBO never falls
+    below it. ``s = 1`` gives :math:`\theta_e = \theta_2`: three plain sweeps.
+    :math:`s_{\max}` grows 4-fold when a step at the cap is kept and shrinks
+    4-fold (to no less than 1) when a step is rejected.
+
+    Returns
+    -------
+    q : GammaFactors
+    log_L : tuple
+        The :math:`\log L` that produced ``q``'s sweep.
+    elbo : float array
+        A lower bound on the collapsed ELBO of ``q``: that ELBO when the step
+        was kept, else ``elbo0``.
+    step_max : float array
+    """
+    q1, _ = cavi_sweep(X, mask, q0, prior)
+    q2, log_L2 = cavi_sweep(X, mask, q1, prior)
+    z0, z1, z2 = _log_params(q0), _log_params(q1), _log_params(q2)
+    r = jax.tree.map(jnp.subtract, z1, z0)
+    v = jax.tree.map(lambda a, b, c: c - 2.0 * b + a, z0, z1, z2)
+    r2 = sum(jnp.sum(jnp.square(t)) for t in r)
+    v2 = sum(jnp.sum(jnp.square(t)) for t in v)
+    step = jnp.sqrt(r2 / v2)
+    step = jnp.where(jnp.isfinite(step), jnp.clip(step, 1.0, step_max), 1.0)
+    z = jax.tree.map(lambda a, b, c: a + 2.0 * step * b + step**2 * c, z0, r, v)
+    q3, log_L3 = cavi_sweep(X, mask, GammaFactors(*(jnp.exp(t) for t in z)), prior)
+    elbo3 = elbo_collapsed(X, mask, q3, prior, log_factorial)
+    keep = jnp.isfinite(elbo3) & (elbo3 >= elbo0)
+    pick = functools.partial(jax.tree.map, lambda a, b: jnp.where(keep, a, b))
+    step_max = jnp.where(
+        keep,
+        jnp.where(step >= step_max, 4.0 * step_max, step_max),
+        jnp.maximum(step_max / 4.0, 1.0),
+    )
+    return (pick(q3, q2), pick(log_L3, log_L2), jnp.where(keep, elbo3, elbo0),
+            step_max)
 
 
 # -- driver -------------------------------------------------------------------
@@ -380,7 +519,8 @@ def _check_model(model) -> tuple[float, float, float, float]:
 
 
 @functools.lru_cache(maxsize=64)
-def _kernels(rank: int, masked: bool, n_trace: int, check_every: int):
+def _kernels(rank: int, masked: bool, n_trace: int, check_every: int,
+             accelerate: bool):
     """Compiled ``fit``, ``init`` and ``run`` functions for one rank and loop.
 
     ``fit`` is ``init`` then ``run`` in one compiled call (the progress bar
@@ -388,60 +528,87 @@ def _kernels(rank: int, masked: bool, n_trace: int, check_every: int):
     ELBO of each restart's final q. The prior's shapes and rates are array
     arguments, and shapes and dtypes are handled by ``jit``'s own cache, so
     each kernel compiles once per setting, shape and dtype, whatever the prior.
-    """
 
-    def start(X, mask, prior, key):
+    Without acceleration a check follows every ``check_every`` sweeps and
+    records the augmented ELBO; with it, a check follows every
+    ``ceil(check_every / 3)`` SQUAREM cycles (three sweeps each) and records
+    the collapsed ELBO.
+    """
+    cycles = -(-check_every // 3)
+
+    def start(X, mask, prior, log_factorial, key):
         q = random_factors(key, X, mask, rank, prior)
         # Check 0: the bound with q(S) set from the starting L's, which is what
         # the first sweep does, so the trace never decreases from here.
-        obj = -elbo_collapsed(X, mask, q, prior)
+        obj = -elbo_collapsed(X, mask, q, prior, log_factorial)
         log_L = _log_geometric_means(q)
         trace = jnp.full((n_trace,), jnp.nan, X.dtype).at[0].set(obj)
         zero = jnp.zeros((), jnp.int32)
-        return CAVIState(q, *log_L, zero, obj, obj, jnp.array(False), trace, zero)
+        return CAVIState(q, *log_L, zero, obj, obj, jnp.array(False), trace, zero,
+                         jnp.ones((), X.dtype))
 
-    def run_one(X, mask, prior, state, iter_limit, tol):
+    def run_one(X, mask, prior, log_factorial, state, iter_limit, tol):
         def sweep(_, carry):
             q, log_L = cavi_sweep(X, mask, carry[0], prior)
             return (q, *log_L)
+
+        def cycle(_, carry):
+            q, log_L_W, log_L_H, elbo, step_max = carry
+            q, log_L, elbo, step_max = squarem_cycle(X, mask, q, elbo, step_max,
+                                                     prior, log_factorial)
+            return (q, *log_L, elbo, step_max)
 
         def cond(s):
             return (~s.converged) & (s.n_iter < iter_limit)
 
         def body(s):
-            n = jnp.minimum(check_every, iter_limit - s.n_iter)
-            q, log_L_W, log_L_H = jax.lax.fori_loop(
-                0, n, sweep, (s.q, s.log_L_W, s.log_L_H)
-            )
-            obj = -elbo_augmented(X, mask, q, log_L_W, log_L_H, prior)
+            step_max = s.step_max
+            if accelerate:
+                # Whole cycles while three sweeps remain, plain sweeps after.
+                n_cycles = jnp.minimum(cycles, (iter_limit - s.n_iter) // 3)
+                q, log_L_W, log_L_H, _, step_max = jax.lax.fori_loop(
+                    0, n_cycles, cycle,
+                    (s.q, s.log_L_W, s.log_L_H, -s.objective, step_max),
+                )
+                n = jnp.where(n_cycles > 0, 3 * n_cycles, iter_limit - s.n_iter)
+                q, log_L_W, log_L_H = jax.lax.fori_loop(
+                    0, n - 3 * n_cycles, sweep, (q, log_L_W, log_L_H)
+                )
+                obj = -elbo_collapsed(X, mask, q, prior, log_factorial)
+            else:
+                n = jnp.minimum(check_every, iter_limit - s.n_iter)
+                q, log_L_W, log_L_H = jax.lax.fori_loop(
+                    0, n, sweep, (s.q, s.log_L_W, s.log_L_H)
+                )
+                obj = -elbo_augmented(X, mask, q, log_L_W, log_L_H, prior,
+                                      log_factorial)
             decrease = s.objective - obj
             converged = (tol > 0) & (decrease <= tol * (s.objective0 - obj))
             k = s.n_checks + 1
             return CAVIState(q, log_L_W, log_L_H, s.n_iter + n, obj, s.objective0,
-                             converged, s.trace.at[k].set(obj), k)
+                             converged, s.trace.at[k].set(obj), k, step_max)
 
         state = jax.lax.while_loop(cond, body, state)
-        return state, elbo_collapsed(X, mask, state.q, prior)
+        if accelerate:  # the last check evaluated it already
+            return state, -state.objective
+        return state, elbo_collapsed(X, mask, state.q, prior, log_factorial)
 
-    def init(X, mask, prior, keys):
-        return jax.vmap(start, in_axes=(None, None, None, 0))(X, mask, prior, keys)
+    def init(X, mask, prior, log_factorial, keys):
+        return jax.vmap(start, in_axes=(None, None, None, None, 0))(
+            X, mask, prior, log_factorial, keys
+        )
 
-    def run(X, mask, prior, state, iter_limit, tol):
-        return jax.vmap(run_one, in_axes=(None, None, None, 0, None, None))(
-            X, mask, prior, state, iter_limit, tol
+    def run(X, mask, prior, log_factorial, state, iter_limit, tol):
+        return jax.vmap(run_one, in_axes=(None, None, None, None, 0, None, None))(
+            X, mask, prior, log_factorial, state, iter_limit, tol
         )
 
     @jax.jit
-    def fit(X, mask, prior, keys, iter_limit, tol):
-        return run(X, mask, prior, init(X, mask, prior, keys), iter_limit, tol)
+    def fit(X, mask, prior, log_factorial, keys, iter_limit, tol):
+        state = init(X, mask, prior, log_factorial, keys)
+        return run(X, mask, prior, log_factorial, state, iter_limit, tol)
 
     return fit, jax.jit(init), jax.jit(run)
-
-
-def _restart_keys(seed: int, n_restarts: int):
-    # fold_in keeps restart i the same whatever the number of restarts.
-    key = jax.random.key(seed)
-    return jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(n_restarts))
 
 
 def _draw_factors(seed: int, q: GammaFactors, num_draws: int):
@@ -471,6 +638,7 @@ def fit_vi_poisson(
     dtype="float64",
     num_draws: int = 500,
     init: str = "random",
+    accelerate: bool = True,
     allow_nan: bool = False,
     progress: bool = False,
     warn: bool = True,
@@ -490,7 +658,9 @@ def fit_vi_poisson(
         \rho^W = c^W + M (E^H)^\top,
 
     then the same for H with the new :math:`E^W = \alpha^W/\rho^W`. The ELBO is
-    exact and never decreases across sweeps.
+    exact and never decreases across sweeps. By default the sweeps are
+    accelerated by monotone SQUAREM extrapolation (see ``accelerate``), which
+    reaches the same fixed points in several times fewer sweeps.
 
     Parameters
     ----------
@@ -527,6 +697,17 @@ def fit_vi_poisson(
     init : {"random"}
         Starting q: the prior shapes with random means of the scale of the
         data, one draw per restart.
+    accelerate : bool, default True
+        Run the sweeps in SQUAREM cycles (:func:`squarem_cycle`): two sweeps,
+        a step along the squared extrapolation of their path in the log of the
+        parameters, one more sweep from there, kept only when its ELBO is no
+        lower than at the start of the cycle, else the plain sweeps' result.
+        Each cycle costs three sweeps and one ELBO evaluation; the ELBO at
+        the checks still never decreases. ``n_iter`` and ``max_iter`` count
+        sweeps, a check follows every ``ceil(check_every / 3)`` cycles, and
+        the trace holds the collapsed ELBO (q(S) refreshed from q(W), q(H)).
+        ``False`` runs plain CAVI sweeps, with a check every ``check_every``
+        sweeps and the augmented ELBO in the trace.
     allow_nan : bool, default False
         Treat NaN entries of X as missing (added to the mask).
     progress : bool, default False
@@ -550,7 +731,8 @@ def fit_vi_poisson(
     -----
     The ELBO bounds :math:`\log p(X)` for integer counts. Its trace holds, at
     check 0, the bound with q(S) set from the starting q(W), q(H), and then
-    Cemgil's bound right after each checked sweep. The augmented bound is
+    Cemgil's bound right after each checked sweep (without acceleration) or
+    the collapsed bound at each check (with it). Both bounds are
     below the mean-field ELBO of :math:`q(W)q(H)` alone (what NumPyro's
     ``Trace_ELBO`` estimates), so do not compare the two across engines. For
     rank selection add :math:`\log r!` to the best ELBO (``METHODS.md`` §5.6).
@@ -595,22 +777,28 @@ def fit_vi_poisson(
             stacklevel=2,
         )
 
-    n_trace = -(-max_iter // check_every) + 1
+    accelerate = bool(accelerate)
+    # Sweeps between checks; an accelerated run may end with one check after a
+    # remainder of fewer than three plain sweeps.
+    per_check = 3 * -(-check_every // 3) if accelerate else check_every
+    n_trace = -(-max_iter // per_check) + 1 + accelerate
     masked = data.mask is not None
-    fit, init_fn, run = _kernels(model.rank, masked, n_trace, check_every)
+    fit, init_fn, run = _kernels(model.rank, masked, n_trace, check_every, accelerate)
 
     with precision_scope(dtype):
         Xj = jnp.asarray(data.X, dtype=dtype)
         Mj = jnp.asarray(data.mask, dtype=dtype) if masked else None
         prior_j = tuple(jnp.asarray(v, dtype) for v in prior)
+        log_fact = jnp.asarray(log_factorial_total(data.X, data.mask), dtype)
         keys = _restart_keys(seed, n_restarts)
         tol_j = jnp.asarray(tol, dtype)
         if not progress or os.environ.get("CI"):
-            state, collapsed = fit(Xj, Mj, prior_j, keys, max_iter, tol_j)
+            state, collapsed = fit(Xj, Mj, prior_j, log_fact, keys, max_iter, tol_j)
         else:
-            state = init_fn(Xj, Mj, prior_j, keys)
+            state = init_fn(Xj, Mj, prior_j, log_fact, keys)
             state, collapsed = _run_with_progress(
-                functools.partial(run, Xj, Mj, prior_j), state, max_iter, tol_j
+                functools.partial(run, Xj, Mj, prior_j, log_fact), state, max_iter,
+                tol_j,
             )
         state, collapsed = jax.tree.map(np.asarray, (state, collapsed))
 
@@ -618,10 +806,11 @@ def fit_vi_poisson(
     draws = {}
     if num_draws:
         draws = _draw_factors(seed, jax.tree.map(lambda v: v[best], state.q), num_draws)
-    result = _to_result(data, model, state, best, check_every, draws, settings={
+    result = _to_result(data, model, state, best, per_check, draws, settings={
         "method": "vi", "engine": ENGINE, "seed": seed, "n_restarts": n_restarts,
         "init": init, "max_iter": max_iter, "tol": tol,
-        "check_every": check_every, "dtype": np.dtype(dtype).name,
+        "check_every": check_every, "accelerate": accelerate,
+        "dtype": np.dtype(dtype).name,
         "num_draws": num_draws, "masked": masked, "n_observed": data.n_observed,
     })
     result.extra["elbo_collapsed"] = float(collapsed[best])
