@@ -23,6 +23,16 @@ import bayesnmf as bn
 MASSES = (0.5, 0.8, 0.9, 0.95)
 
 
+def markdown(table: pd.DataFrame) -> str:
+    """The coverage table as GitHub markdown (index levels as the first columns)."""
+    head = list(table.index.names) + [f"{c:g}" for c in table.columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for index, row in table.iterrows():
+        cells = [str(i) for i in index] + [f"{v:.3f}" for v in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sims", type=int, default=300)
@@ -74,7 +84,7 @@ def main(argv=None):
         f"{args.sims} simulations from the prior, {m} x {n} Poisson NMF, rank {r}, "
         f"Gamma(2, 1) prior on W, Gamma(2, 0.2) on H; NUTS 2 chains x 500 draws, "
         f"closed-form VI 1000 draws; {elapsed:.0f} s.\n\n"
-        + table.to_string(float_format=lambda v: f"{v:.3f}")
+        + markdown(table)
     )
     print(text)
     if args.out:
