@@ -262,7 +262,9 @@ def test_masked_entries_do_not_influence_fit(rng):
     b = bn.fit_map(X2, 2, **kw)
     np.testing.assert_array_equal(a.W_raw, b.W_raw)
     X3 = np.where(mask > 0, X, np.nan)
-    c = bn.fit_map(X3, 2, allow_nan=True, **{k: v for k, v in kw.items() if k != "mask"})
+    with pytest.warns(UserWarning, match="26 NaN entries are treated as missing"):
+        c = bn.fit_map(X3, 2, allow_nan=True,
+                       **{k: v for k, v in kw.items() if k != "mask"})
     assert_allclose(c.W_raw, a.W_raw, rtol=1e-12)
 
 
