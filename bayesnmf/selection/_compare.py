@@ -667,15 +667,17 @@ def _loo_compare(data, models, disc, seed, table, vi_options):
         )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        elpds = {}
         for name, tree in trees.items():
-            res = loo(tree)
+            # Pointwise values, so that compare() reuses them for its weights.
+            res = elpds[name] = loo(tree, pointwise=True)
             k = np.asarray(res.pareto_k).ravel()
             good = getattr(res, "good_k", 0.7)
             table.loc[name, "elpd_loo"] = float(res.elpd)
             table.loc[name, "loo_se"] = float(res.se)
             table.loc[name, "p_loo"] = float(res.p)
             table.loc[name, "khat_bad"] = float(np.mean(k > good))
-        cmp = compare(trees)
+        cmp = compare(elpds)
     # ArviZ's own Pareto k warnings are summarised in one; others pass through.
     for w in caught:
         if "pareto" not in str(w.message).lower():
