@@ -310,3 +310,14 @@ def test_fixed_factor_refit(rng, lik):
     np.testing.assert_array_equal(res.W_raw, W)
     assert np.all(np.diff(res.trace) <= 1e-9 * np.abs(res.trace[1:]))
     assert_allclose(res.H_raw, H, rtol=1e-3, atol=1e-3 * H.max())
+
+
+def test_progress_bar_does_not_change_the_result(rng, monkeypatch):
+    monkeypatch.delenv("CI", raising=False)  # CI switches the bar off
+    X, mask = _data(rng, masked=True)
+    kw = dict(mask=mask, n_restarts=2, max_iter=700, tol=1e-7, warn=False)
+    model = bn.NMFModel(2, bn.Poisson(), bn.Gamma(1.0, 1.0), bn.Exponential(0.1))
+    a = bn.fit_map(X, model, **kw)
+    b = bn.fit_map(X, model, progress=True, **kw)
+    for k in ("W_raw", "objective", "n_iter", "trace"):
+        np.testing.assert_array_equal(a.restarts[k], b.restarts[k])

@@ -461,3 +461,12 @@ def test_bad_settings(data):
         fit_vi_gaussian(X, _model(), rescale="yes")
     with pytest.raises(ValueError, match="n_restarts"):
         fit_vi_gaussian(X, _model(), n_restarts=0)
+
+
+def test_progress_bar_does_not_change_the_result(data, monkeypatch):
+    monkeypatch.delenv("CI", raising=False)  # CI switches the bar off
+    kw = dict(max_iter=300, tol=1e-9, warn=False)
+    a = _fit(data[2], _model(), **kw)
+    b = _fit(data[2], _model(), progress=True, **kw)
+    for k in ("W_raw", "objective", "n_iter", "trace"):
+        np.testing.assert_array_equal(a.restarts[k], b.restarts[k])

@@ -464,3 +464,17 @@ def test_non_integer_counts_warn(tiny):
     X, model, *_ = tiny
     with pytest.warns(UserWarning, match="non-integer entries"):
         fit_vi_poisson(X + 0.5, model, **TO_CONVERGENCE)
+
+
+@pytest.mark.parametrize("accelerate", [True, False], ids=["squarem", "plain"])
+def test_progress_bar_does_not_change_the_result(rng, monkeypatch, accelerate):
+    monkeypatch.delenv("CI", raising=False)  # CI switches the bar off
+    X, mask = _data(rng)
+    model = bn.NMFModel(2, bn.Poisson(), *PRIORS["gamma-exp"])
+    kw = dict(mask=mask, n_restarts=2, max_iter=700, tol=1e-9, num_draws=0,
+              accelerate=accelerate, warn=False)
+    a = fit_vi_poisson(X, model, **kw)
+    b = fit_vi_poisson(X, model, progress=True, **kw)
+    assert a.n_iter == b.n_iter
+    for k in ("W_raw", "objective", "n_iter", "trace"):
+        np.testing.assert_array_equal(a.restarts[k], b.restarts[k])

@@ -854,7 +854,10 @@ def _run(run, X, M, state, rank, max_iter, tol, check_every, progress):
         return run(X, M, state, rank, max_iter, tol, check_every)
     from tqdm.auto import tqdm
 
-    chunk = max(10, max_iter // 50)
+    # Chunks of whole checks: the checks fall where they would without a
+    # progress bar, so the result is the same.
+    every = int(check_every)
+    chunk = every * max(1, max_iter // 50 // every)
     with tqdm(total=max_iter, desc="VI sweeps", unit="sweep", leave=False) as bar:
         done = 0
         while done < max_iter:

@@ -798,7 +798,7 @@ def fit_vi_poisson(
             state = init_fn(Xj, Mj, prior_j, log_fact, keys)
             state, collapsed = _run_with_progress(
                 functools.partial(run, Xj, Mj, prior_j, log_fact), state, max_iter,
-                tol_j,
+                tol_j, per_check,
             )
         state, collapsed = jax.tree.map(np.asarray, (state, collapsed))
 
@@ -824,10 +824,13 @@ def fit_vi_poisson(
     return result
 
 
-def _run_with_progress(run, state, max_iter, tol):
+def _run_with_progress(run, state, max_iter, tol, per_check):
     from tqdm.auto import tqdm
 
-    chunk = max(10, max_iter // 50)
+    # Chunks of whole checks, so that the checks (and with them the stopping
+    # rule and the accelerated cycles' reference bound) fall where they fall
+    # without a progress bar: the result is the same.
+    chunk = per_check * max(1, max_iter // 50 // per_check)
     with tqdm(total=max_iter, desc="VI sweeps", unit="sweep", leave=False) as bar:
         done = 0
         while done < max_iter:
