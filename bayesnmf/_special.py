@@ -1,9 +1,13 @@
 r"""Digamma and log-gamma for positive arguments, fast on the CPU.
 
 The closed-form VI sweeps evaluate :math:`\psi` on every variational shape at
-every sweep, and its ELBO :math:`\log\Gamma` as well. ``jax.scipy.special``'s
-general-purpose versions cost about 45 ns per float64 entry on the CPU, as
-much as the rest of a sweep; these cost a few.
+every sweep, and its ELBO :math:`\log\Gamma` as well; the likelihoods'
+log densities use :math:`\log\Gamma` on every entry of X, and the negative
+binomial's Newton steps for its concentration differentiate through it (its
+first and second derivatives match :math:`\psi` and :math:`\psi'` to about
+:math:`10^{-12}`, tested). ``jax.scipy.special``'s general-purpose versions
+cost about 45 ns per float64 entry on the CPU, as much as the rest of a
+sweep; these are about 4 times faster.
 
 Both shift small arguments up by ten with the recurrences
 :math:`\psi(x) = \psi(x + 10) - \sum_{i=0}^{9} 1/(x + i)` and

@@ -24,9 +24,10 @@ import jax
 import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
-from jax.scipy.special import gammaln, xlogy
+from jax.scipy.special import xlogy
 from numpyro.distributions import constraints
 
+from ._special import gammaln_pos as gammaln
 from ._validation import check_positive
 
 __all__ = [
