@@ -5,7 +5,7 @@ every sweep, and its ELBO :math:`\log\Gamma` as well; the likelihoods'
 log densities use :math:`\log\Gamma` on every entry of X, and the negative
 binomial's Newton steps for its concentration differentiate through it (its
 first and second derivatives match :math:`\psi` and :math:`\psi'` to about
-:math:`10^{-12}`, tested). ``jax.scipy.special``'s general-purpose versions
+:math:`10^{-11}`, tested). ``jax.scipy.special``'s general-purpose versions
 cost about 45 ns per float64 entry on the CPU, as much as the rest of a
 sweep; these are about 4 times faster.
 
