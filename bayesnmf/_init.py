@@ -37,8 +37,9 @@ def random_init(key, X, mask, rank: int):
     scale = jnp.sqrt(jnp.sum(X) / n_obs / rank)
     key_W, key_H = jax.random.split(key)
     floor = jnp.finfo(X.dtype).eps
-    W = scale * jnp.maximum(jnp.abs(jax.random.normal(key_W, (m, rank), X.dtype)), floor)
-    H = scale * jnp.maximum(jnp.abs(jax.random.normal(key_H, (rank, n), X.dtype)), floor)
+    W = jnp.abs(jax.random.normal(key_W, (m, rank), X.dtype))
+    H = jnp.abs(jax.random.normal(key_H, (rank, n), X.dtype))
+    W, H = scale * jnp.maximum(W, floor), scale * jnp.maximum(H, floor)
     return W, H
 
 

@@ -17,9 +17,11 @@ def _scaled_error(got, want):
     return np.max(np.abs(got - want) / np.maximum(1.0, np.abs(want)))
 
 
-@pytest.mark.parametrize(("fast", "reference"),
-                         [(digamma_pos, special.digamma), (gammaln_pos, special.gammaln)],
-                         ids=["digamma", "gammaln"])
+@pytest.mark.parametrize(
+    ("fast", "reference"),
+    [(digamma_pos, special.digamma), (gammaln_pos, special.gammaln)],
+    ids=["digamma", "gammaln"],
+)
 def test_values_match_scipy(fast, reference):
     with jax.enable_x64(True):
         got = np.asarray(jax.jit(fast)(jnp.asarray(X)))
